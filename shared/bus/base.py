@@ -1,0 +1,123 @@
+"""The bus interface every service talks through.
+
+Two implementations: `shared.bus.rabbitmq.RabbitBus` (aio-pika) and
+`shared.bus.inprocess.InProcessBus` (the embedded default). Both build the same
+topology from `shared.contracts.topology` and give the same semantics:
+
+- `publish` returns only once the broker confirmed the message (persistent).
+- a consumer's handler gets a `Delivery`; returning normally acks it, raising
+  `Requeue` requeues it, raising `DeadLetter` (or any other exception once the
+  queue's delivery limit is reached) dead-letters it with the reason kept.
+  Any other exception requeues; the delivery count bounds that: quorum queues by
+  `x-delivery-limit`, classic queues by the bus counting redeliveries itself.
+- `request` publishes a job with a private reply address and yields the replies
+  (in order) that the consumer sends with `Delivery.reply`.
+- `subscribe` binds a private, exclusive, auto-deleted queue to an exchange
+  (fanout cancels, SSE event fan-out, per-instance read models).
+- `close` stops consuming, waits for in-flight handlers, then disconnects.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.contracts.cloudevents import CloudEvent, Message
+
+
+class Requeue(Exception):
+    """Raised by a handler: put the message back for another try."""
+
+
+class DeadLetter(Exception):
+    """Raised by a handler: the message can never succeed; dead-letter it now."""
+
+
+class BusError(Exception):
+    """Publishing failed: unroutable, nacked by the broker, or disconnected."""
+
+
+@dataclass
+class Delivery:
+    event: CloudEvent
+    queue: str
+    routing_key: str
+    delivery_count: int  # 1 on first delivery
+    priority: int = 0
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    _bus: "Bus | None" = None
+
+    async def reply(self, message: Message, *, source: str) -> None:
+        """Send one message on this delivery's reply stream (no-op when nobody asked)."""
+        if self.reply_to and self._bus is not None:
+            await self._bus.send_reply(self.reply_to, self.correlation_id, message.to_event(source, self.event.correlationid))
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class ReplyStream(abc.ABC):
+    """The replies to one `request`, in the order the consumer sent them."""
+
+    correlation_id: str
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[CloudEvent]: ...
+
+    @abc.abstractmethod
+    async def next(self, timeout: float | None = None) -> CloudEvent:
+        """The next reply; raises `asyncio.TimeoutError` after `timeout` seconds."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class Subscription(abc.ABC):
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class Bus(abc.ABC):
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and declare the whole topology (idempotent)."""
+
+    @abc.abstractmethod
+    async def publish(self, message: Message, *, source: str, correlation_id: str | None = None,
+                      priority: int | None = None, exchange: str | None = None) -> CloudEvent:
+        """Publish `message` to `exchange` (default `message.EXCHANGE`) under `message.routing_key()`.
+
+        Returns the CloudEvent that went out once the broker confirmed it. Raises
+        `BusError` when the message could not be routed to any queue.
+        """
+
+    @abc.abstractmethod
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int = 8) -> Subscription:
+        """Start consuming a durable queue of the topology."""
+
+    @abc.abstractmethod
+    async def subscribe(self, exchange: str, binding_keys: list[str], handler: Handler) -> Subscription:
+        """Consume from a private exclusive queue bound to `exchange` (at-most-once, auto-ack)."""
+
+    @abc.abstractmethod
+    async def request(self, message: Message, *, source: str, correlation_id: str | None = None,
+                      priority: int | None = None) -> ReplyStream:
+        """Publish a job whose consumer replies with a stream of messages."""
+
+    @abc.abstractmethod
+    async def send_reply(self, reply_to: str, correlation_id: str | None, event: CloudEvent) -> None: ...
+
+    @abc.abstractmethod
+    async def ready(self) -> bool:
+        """True while connected (used by /readyz)."""
+
+    @abc.abstractmethod
+    async def queue_depth(self, queue: str) -> int:
+        """Messages ready in a durable queue (metrics, tests)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop consuming, wait for in-flight handlers, then disconnect."""

@@ -1,0 +1,59 @@
+"""Platform settings from the environment (prefix LORASERVE_); one object for every service."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GiB = 1024**3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LORASERVE_", extra="ignore")
+
+    env: str = Field("dev", description="dev (console logs) or production (JSON logs)")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".loraserve")
+    public_base_url: str | None = None
+
+    # dependencies; unset means the embedded implementation
+    amqp_url: str | None = None
+    mongo_url: str | None = None
+    s3_endpoint: str | None = None  # host:port
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_bucket: str = "loraserve"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+
+    # identity: a file of sha256 key hashes (default <data_dir>/keys.json) or Mongo's `identity` db
+    keys_file: Path | None = None
+    identity_backend: str = "file"  # file | mongo
+    service_token: str = "dev-service-token"
+
+    # internal service URLs (production: Kubernetes Service names)
+    file_ingest_url: str | None = None
+    registry_url: str | None = None
+
+    # limits
+    max_file_bytes: int = 100 * GiB
+    max_upload_part_bytes: int = 64 * 1024**2
+    max_json_body_bytes: int = 4 * 1024**2
+    upload_ttl_seconds: int = 3600
+    validation_deadline_seconds: int = 1800
+    sync_request_timeout_seconds: float = 120.0
+
+    # the worker
+    worker_model: str = "loraserve/kimi-k2-tiny"
+    worker_slots: int = 8
+    worker_max_batch: int = 16
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file or self.data_dir / "keys.json"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
