@@ -1,0 +1,68 @@
+"""`loraserve admin keys create|list|revoke` and `loraserve model export`."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from shared.settings import Settings
+
+
+def register(sub) -> None:
+    admin = sub.add_parser("admin", help="administer orgs and API keys")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    keys = admin_sub.add_parser("keys", help="API keys (stored hashed; a new key is shown once)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create")
+    create.add_argument("--org", required=True)
+    create.set_defaults(handler=cmd_keys_create)
+    keys_sub.add_parser("list").set_defaults(handler=cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=cmd_keys_revoke)
+
+    model = sub.add_parser("model", help="base models")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    export = model_sub.add_parser("export", help="write a catalogue model as an HF checkpoint")
+    export.add_argument("model_id")
+    export.add_argument("out_dir", type=Path)
+    export.set_defaults(handler=cmd_model_export)
+
+
+def _identity():
+    from shared.composition import make_identity
+    from shared.stores import make_document_store
+
+    settings = Settings()
+    return make_identity(settings, make_document_store(settings) if settings.identity_backend == "mongo" else None)
+
+
+def cmd_keys_create(args) -> int:
+    try:
+        record, key = asyncio.run(_identity().create(args.org))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"created {record.id} for org {record.org_id}")
+    print(f"API key (shown once): {key}")
+    return 0
+
+
+def cmd_keys_list(args) -> int:
+    for record in asyncio.run(_identity().list()):
+        state = "revoked" if record.revoked_at else "active"
+        print(f"{record.id}\t{record.org_id}\t{record.hint}…\t{state}\t{record.created_at.isoformat()}")
+    return 0
+
+
+def cmd_keys_revoke(args) -> int:
+    if not asyncio.run(_identity().revoke(args.key_id)):
+        raise SystemExit(f"no active key {args.key_id}")
+    print(f"revoked {args.key_id}")
+    return 0
+
+
+def cmd_model_export(args) -> int:
+    from services.gpu_worker.tiny_model import export_model
+
+    export_model(args.model_id, args.out_dir)
+    print(f"exported {args.model_id} to {args.out_dir}")
+    return 0

@@ -1,0 +1,82 @@
+"""The aiohttp app factory: one app from a Platform and the ServiceParts it runs.
+
+`loraserve dev` passes every part (one port, one /healthz, one /metrics);
+`loraserve serve SERVICE` passes one.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.http.keys import PLATFORM
+from shared.http.middleware import (
+    auth_middleware, error_middleware, metrics_middleware, request_id_middleware,
+)
+from shared.logging import get_logger
+from shared.platform import Platform, ServicePart
+
+log = get_logger("app")
+PARTS = web.AppKey("service_parts", list)
+READINESS_TIMEOUT = 3.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _check(name: str, check) -> tuple[str, bool]:
+    try:
+        return name, bool(await asyncio.wait_for(check(), READINESS_TIMEOUT))
+    except Exception:
+        return name, False
+
+
+async def readyz(request: web.Request) -> web.Response:
+    platform = request.app[PLATFORM]
+    checks = {
+        "bus": platform.bus.ready, "documents": platform.documents.ready,
+        "blobs": platform.blobs.ready, "identity": platform.identity.ready,
+    }
+    for part in request.app[PARTS]:
+        for i, check in enumerate(part.readiness):
+            checks[f"{part.name}.{i}"] = check
+    results = dict(await asyncio.gather(*(_check(n, c) for n, c in checks.items())))
+    ok = all(results.values())
+    return web.json_response({"status": "ready" if ok else "not_ready", "checks": results}, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def platform_lifecycle(platform: Platform):
+    async def ctx(app: web.Application):
+        await platform.bus.start()
+        start_blobs = getattr(platform.blobs, "start", None)
+        if start_blobs:
+            await start_blobs()
+        log.info("platform started", source=platform.source)
+        yield
+        await platform.bus.close()
+        await platform.blobs.close()
+        await platform.documents.close()
+    return ctx
+
+
+def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware],
+        client_max_size=platform.settings.max_json_body_bytes,
+    )
+    app[PLATFORM] = platform
+    app[PARTS] = parts
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(platform_lifecycle(platform))
+    for part in parts:
+        app.router.add_routes(part.routes)
+        app.cleanup_ctx.extend(part.cleanup_ctx)
+    return app

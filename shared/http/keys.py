@@ -1,0 +1,8 @@
+"""Typed application keys shared by the kit and the services."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.platform import Platform
+
+PLATFORM = web.AppKey("platform", Platform)

@@ -1,0 +1,129 @@
+"""The kit's middlewares: request id + correlation, metrics, the one error middleware, and auth."""
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from shared.contracts.errors import ApiError, InternalError, NotFound, Unauthorized
+from shared.http.keys import PLATFORM
+from shared.logging import correlation_id, get_logger
+
+log = get_logger("http")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+HTTP_REQUESTS = Counter("loraserve_http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_LATENCY = Histogram("loraserve_http_request_seconds", "HTTP request latency", ["method", "route"])
+ANTHROPIC_PATHS = ("/v1/messages",)
+PUBLIC_PREFIX = "/v1/"
+INTERNAL_PREFIX = "/internal/"
+
+
+def wants_anthropic(request: web.Request) -> bool:
+    return request.path.startswith(ANTHROPIC_PATHS)
+
+
+def error_response(request: web.Request, error: ApiError) -> web.Response:
+    body = error.anthropic() if wants_anthropic(request) else error.openai()
+    return web.json_response(body, status=error.status, headers=error.headers)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler):
+    incoming = request.headers.get("x-request-id", "")
+    rid = incoming if REQUEST_ID_RE.match(incoming) else f"req_{uuid.uuid4().hex}"
+    request["request_id"] = rid
+    token = correlation_id.set(rid)
+    structlog.contextvars.bind_contextvars(correlation_id=rid)
+    try:
+        response = await handler(request)
+        if not response.prepared:
+            response.headers["x-request-id"] = rid
+        return response
+    finally:
+        structlog.contextvars.unbind_contextvars("correlation_id")
+        correlation_id.reset(token)
+
+
+def _route_label(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = getattr(route, "resource", None)
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler):
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        route = _route_label(request)
+        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(request, error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = _from_http_exception(request, exc)
+        return error_response(request, error)
+    except Exception:
+        log.exception("unhandled error", path=request.path, method=request.method)
+        return error_response(request, InternalError("The server had an error while processing your request."))
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiError:
+    if exc.status == 404:
+        return NotFound(f"Unknown path {request.path}", code="unknown_url")
+    if exc.status == 405:
+        return ApiError(f"Method {request.method} not allowed on {request.path}", status=405,
+                        code="method_not_allowed")
+    if exc.status == 413:
+        return ApiError("Request body too large", status=413, code="request_too_large")
+    return ApiError(exc.reason or "Bad request", status=exc.status)
+
+
+def api_key_from(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    path = request.path
+    if path.startswith(PUBLIC_PREFIX):
+        key = api_key_from(request)
+        if not key:
+            raise Unauthorized("You didn't provide an API key. Pass it as 'Authorization: Bearer KEY' or 'x-api-key'.",
+                               code="missing_api_key")
+        org = await request.app[PLATFORM].identity.org_for_key(key)
+        if org is None:
+            raise Unauthorized("Incorrect API key provided.", code="invalid_api_key")
+        request["org_id"] = org
+        structlog.contextvars.bind_contextvars(org_id=org)
+        try:
+            return await handler(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("org_id")
+    if path.startswith(INTERNAL_PREFIX):
+        token = request.headers.get("x-service-token", "")
+        expected = request.app[PLATFORM].settings.service_token
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            # internal routes do not exist for anyone without the token
+            raise NotFound(f"Unknown path {path}", code="unknown_url")
+    return await handler(request)

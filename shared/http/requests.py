@@ -1,0 +1,75 @@
+"""Reading what a caller sent: JSON bodies into pydantic models, with size caps and 400s that name the param."""
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from shared.contracts.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+T = TypeVar("T", bound=BaseModel)
+DEFAULT_MAX_JSON = 4 * 1024 * 1024
+
+
+def org_id(request: web.Request) -> str:
+    return request["org_id"]
+
+
+def param_of(error: dict) -> str | None:
+    parts = [str(p) for p in error.get("loc", ()) if p != "__root__"]
+    if not parts:
+        return None
+    out = parts[0]
+    for part in parts[1:]:
+        out += f"[{part}]" if part.isdigit() else f".{part}"
+    return out
+
+
+def bad_request_from(exc: ValidationError) -> BadRequest:
+    """Every problem at once in the message; the first one's location as `param`."""
+    errors = exc.errors(include_url=False)
+    messages = []
+    for error in errors:
+        where = param_of(error)
+        messages.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return BadRequest("Invalid request: " + "; ".join(messages), param=param_of(errors[0]) if errors else None,
+                      code="invalid_request")
+
+
+async def read_json_object(request: web.Request, max_bytes: int = DEFAULT_MAX_JSON) -> dict:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"Request body exceeds {max_bytes} bytes")
+    ctype = request.content_type
+    if ctype not in ("application/json", "", "application/octet-stream") and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"Expected application/json, got {ctype}")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"Request body exceeds {max_bytes} bytes")
+    try:
+        value = json.loads(bytes(body).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequest("Request body is not valid UTF-8", code="invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc.msg} at position {exc.pos}",
+                         code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise BadRequest("Request body must be a JSON object", code="invalid_json")
+    return value
+
+
+async def read_model(request: web.Request, model: type[T], max_bytes: int = DEFAULT_MAX_JSON) -> T:
+    payload = await read_json_object(request, max_bytes)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise bad_request_from(exc) from None
+
+
+def json_response(payload, status: int = 200, headers: dict | None = None) -> web.Response:
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
+    return web.json_response(payload, status=status, headers=headers)
