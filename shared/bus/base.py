@@ -11,7 +11,8 @@ topology from `shared.contracts.topology` and give the same semantics:
   Any other exception requeues; the delivery count bounds that: quorum queues by
   `x-delivery-limit`, classic queues by the bus counting redeliveries itself.
 - `request` publishes a job with a private reply address and yields the replies
-  (in order) that the consumer sends with `Delivery.reply`.
+  (in order) that the consumer sends with `Delivery.reply`; `send_reply` raises
+  `BusError` once the requester is gone (its reply address no longer exists).
 - `subscribe` binds a private, exclusive, auto-deleted queue to an exchange
   (fanout cancels, SSE event fan-out, per-instance read models).
 - `close` stops consuming, waits for in-flight handlers, then disconnects.
@@ -38,6 +39,23 @@ class BusError(Exception):
     """Publishing failed: unroutable, nacked by the broker, or disconnected."""
 
 
+@dataclass(frozen=True)
+class DeathRecord:
+    """Why a message reached a dead-letter queue (read from a `<queue>.dlq` delivery).
+
+    `reason`: "rejected" (a handler raised `DeadLetter`), "delivery_limit" (the
+    queue's delivery limit was used up), "malformed" (the body was no CloudEvent),
+    or a broker reason such as "expired". `count` is how many times the message
+    was delivered from `queue`; `error` the last handler error, when known.
+    """
+
+    reason: str
+    queue: str
+    count: int
+    error: str | None = None
+    routing_key: str | None = None  # where the message was first published
+
+
 @dataclass
 class Delivery:
     event: CloudEvent
@@ -48,6 +66,7 @@ class Delivery:
     correlation_id: str | None = None
     reply_to: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
+    death: DeathRecord | None = None  # set on deliveries from a dead-letter queue
     _bus: "Bus | None" = None
 
     async def reply(self, message: Message, *, source: str) -> None:

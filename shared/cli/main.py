@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.cli import admin, run
+from shared.cli import admin, client, run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -12,12 +12,7 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
     run.register(sub)
     admin.register(sub)
-    for optional in ("shared.cli.client",):
-        try:
-            module = __import__(optional, fromlist=["register"])
-        except ModuleNotFoundError:
-            continue
-        module.register(sub)
+    client.register(sub)
     return root
 
 

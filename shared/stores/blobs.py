@@ -67,5 +67,9 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def ready(self) -> bool: ...
 
+    async def start(self) -> None:
+        """Prepare the backing storage (create the bucket or directory); idempotent."""
+        return None
+
     async def close(self) -> None:
         return None
