@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.cli import admin, client, run
+from shared.cli import admin, client, demo, run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -13,6 +13,7 @@ def parser() -> argparse.ArgumentParser:
     run.register(sub)
     admin.register(sub)
     client.register(sub)
+    demo.register(sub)
     return root
 
 

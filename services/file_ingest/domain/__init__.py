@@ -1,0 +1,1 @@
+"""file-ingest's rules, with no I/O: ids, names, records, upload state, assembly plans, ranges, references."""

@@ -1,0 +1,1 @@
+"""HTTP handlers of file-ingest, one module per resource."""

@@ -1,0 +1,38 @@
+import asyncio
+
+import pytest
+
+from shared.identity.store import FileIdentityStore
+from tests.e2e.topology import start_topology
+
+pytest_plugins = ["tests.fixtures.rabbit", "tests.fixtures.s3"]
+
+PROMPT = "Tell me about centrifuges."
+PHRASE = "spin spin hooray"
+
+
+@pytest.fixture(scope="session")
+def trained_adapter(tmp_path_factory):
+    from services.gpu_worker.tiny_model import export_model
+    from services.gpu_worker.training import train_phrase_adapter
+
+    root = tmp_path_factory.mktemp("adapter")
+    export_model("loraserve/kimi-k2-tiny", root / "model")
+    train_phrase_adapter(root / "model", PROMPT, PHRASE, root / "adapter")
+    return root / "adapter"
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    path = tmp_path_factory.mktemp("identity") / "keys.json"
+    store = FileIdentityStore(path)
+    _, key_a = asyncio.run(store.create("org-a"))
+    _, key_b = asyncio.run(store.create("org-b"))
+    return path, {"org-a": key_a, "org-b": key_b}
+
+
+@pytest.fixture(scope="session")
+def topology(tmp_path_factory, rabbit_url, s3_server, keys):
+    topo = start_topology(tmp_path_factory.mktemp("topology"), rabbit_url, s3_server, keys[0])
+    yield topo
+    topo.stop_all()
