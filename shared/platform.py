@@ -49,3 +49,5 @@ class ServicePart:
     # started in order after the platform (bus consumers, sweepers, clients); stopped in reverse
     cleanup_ctx: list[CleanupCtx] = field(default_factory=list)
     readiness: list[ReadinessCheck] = field(default_factory=list)
+    # run when the server starts shutting down, before it waits for open requests (end long-lived streams)
+    on_shutdown: list[Callable[[web.Application], Awaitable[None]]] = field(default_factory=list)

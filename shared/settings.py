@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     upload_ttl_seconds: int = 3600
     validation_deadline_seconds: int = 1800
     sync_request_timeout_seconds: float = 120.0
+    # inference-router: completion_window -> seconds until a job's deadline (a job not started by then is
+    # dropped; a background Response still queued then ends failed with code deadline_exceeded)
+    completion_window_deadline_seconds: dict[str, float] = Field(
+        default_factory=lambda: {"asap": 300.0, "priority": 3600.0, "standard": 6 * 3600.0, "flex": 24 * 3600.0})
 
     # the worker
     worker_model: str = "loraserve/kimi-k2-tiny"

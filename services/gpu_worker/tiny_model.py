@@ -5,7 +5,6 @@ template) that `AutoModelForCausalLM` / `AutoTokenizer` load and plain transform
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import torch
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, GenerationConfig, PreTrainedTokenizerFast
 
 from services.gpu_worker.tokenizer import END_OF_TURN, build_tokenizer
+from shared.catalogue.catalogue import load_catalogue
 
 TINY_MODEL_ID = "loraserve/kimi-k2-tiny"
-_CATALOGUE_FILE = Path(__file__).resolve().parents[2] / "shared" / "catalogue" / "models.json"
 
 
 class ModelNotBuildable(ValueError):
@@ -23,20 +22,9 @@ class ModelNotBuildable(ValueError):
 
 
 def catalogue_entry(model_id: str) -> tuple[dict[str, Any], int | None]:
-    """(architecture, seed) of a catalogue entry."""
-    try:
-        from shared.catalogue.catalogue import load_catalogue
-    except ImportError:  # the typed loader is optional here; the data file is the source of truth
-        return _entry_from_file(model_id)
+    """(architecture as HF config fields, seed) of a catalogue entry; KeyError for an unknown model."""
     entry = load_catalogue().get(model_id)
-    return dict(entry.architecture), getattr(entry, "seed", None)
-
-
-def _entry_from_file(model_id: str) -> tuple[dict[str, Any], int | None]:
-    for entry in json.loads(_CATALOGUE_FILE.read_text())["models"]:
-        if entry["id"] == model_id:
-            return dict(entry["architecture"]), entry.get("seed")
-    raise KeyError(model_id)
+    return entry.architecture.hf_config(), entry.seed
 
 
 def build_config(architecture: dict[str, Any]) -> DeepseekV3Config:

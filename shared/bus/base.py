@@ -67,7 +67,7 @@ class Delivery:
     reply_to: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     death: DeathRecord | None = None  # set on deliveries from a dead-letter queue
-    _bus: "Bus | None" = None
+    _bus: Bus | None = None
 
     async def reply(self, message: Message, *, source: str) -> None:
         """Send one message on this delivery's reply stream (no-op when nobody asked)."""

@@ -1,4 +1,5 @@
 """Counts handlers that are running, so `close` can wait for them to finish."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,7 +46,7 @@ class InFlight:
                 return True
             try:
                 await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
 
     def cancel_all(self) -> None:

@@ -5,6 +5,7 @@ message at most `limit` times through failures; a message that arrives with a
 higher count (its consumer crashed `limit` times) is dead-lettered unhandled.
 Quorum queues also carry `x-delivery-limit` as the broker's own backstop.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -73,8 +74,12 @@ def after_handler(exc: BaseException | None, delivery_count: int, limit: int) ->
 
 
 def death_header(outcome: Outcome, *, queue: str, count: int, routing_key: str) -> dict[str, Any]:
-    record = {"reason": outcome.reason or REASON_REJECTED, "queue": queue, "count": count,
-              "routing_key": routing_key}
+    record = {
+        "reason": outcome.reason or REASON_REJECTED,
+        "queue": queue,
+        "count": count,
+        "routing_key": routing_key,
+    }
     if outcome.error:
         record["error"] = outcome.error
     return {DEATH_HEADER: record}

@@ -1,4 +1,5 @@
 """Reply streams for `Bus.request`: one queue of replies per correlation id, fed by the bus."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ _CLOSED = object()
 
 
 class QueueReplyStream(ReplyStream):
-    def __init__(self, correlation_id: str, router: "ReplyRouter") -> None:
+    def __init__(self, correlation_id: str, router: ReplyRouter) -> None:
         self.correlation_id = correlation_id
         self._router = router
         self._replies: asyncio.Queue = asyncio.Queue()

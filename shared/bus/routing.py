@@ -1,4 +1,5 @@
 """AMQP 0-9-1 exchange routing as pure functions (the in-process bus routes with these)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

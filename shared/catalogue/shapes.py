@@ -12,7 +12,7 @@ the router's weight is `[E, hidden]`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Union
 
@@ -39,7 +39,7 @@ class Group(str, Enum):
     ROUTER = "router"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetModule:
     path: str
     kind: ModuleKind
@@ -89,9 +89,12 @@ class NameTemplate:
     tokens: tuple[Token, ...]
 
     def match(self, components: list[str]) -> bool:
-        return len(components) == len(self.tokens) and all(
-            _token_matches(token, part) for token, part in zip(self.tokens, components)
-        )
+        if len(components) != len(self.tokens):
+            return False
+        for token, part in zip(self.tokens, components):  # a plain loop: called ~100k times per adapter
+            if not _token_matches(token, part):
+                return False
+        return True
 
     def matches_suffix(self, components: list[str], prefix: tuple[str, ...] = ()) -> bool:
         """True if `components` are the last parts of some name `prefix + template` (PEFT's `endswith("." + t)`)."""
@@ -105,7 +108,7 @@ class NameTemplate:
 
 
 def _token_matches(token: Token, component: str) -> bool:
-    return token == component if isinstance(token, str) else token.matches(component)
+    return token == component if token.__class__ is str else token.matches(component)
 
 
 def _expand(tokens: tuple[Token, ...]) -> Iterator[tuple[str, ...]]:
@@ -127,9 +130,14 @@ class Family:
     kind: ModuleKind
     group: Group
     shape: tuple[int, ...]
+    index_positions: tuple[int, ...] = field(init=False)  # where the layer (and expert) index sit
+
+    def __post_init__(self) -> None:
+        positions = tuple(i for i, token in enumerate(self.template.tokens) if not isinstance(token, str))
+        object.__setattr__(self, "index_positions", positions)
 
     def module(self, components: list[str]) -> TargetModule:
-        indices = [int(part) for token, part in zip(self.template.tokens, components) if not isinstance(token, str)]
+        indices = [int(components[i]) for i in self.index_positions]
         return TargetModule(
             path=".".join(components), kind=self.kind, group=self.group, projection=self._projection(components),
             layer=indices[0], expert=indices[1] if len(indices) > 1 else None, shape=self.shape,

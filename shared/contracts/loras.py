@@ -16,6 +16,7 @@ MAX_SUPPORTED_MODELS = 16
 MAX_DISPLAY_NAME = 256
 MAX_DESCRIPTION = 4096
 MAX_FILE_ID = 128
+FILE_ID_PATTERN = r"^[A-Za-z0-9._-]+$"  # ids travel in internal URLs
 
 
 class ValidationRecord(BaseModel):
@@ -48,14 +49,14 @@ class Lora(BaseModel):
 
 
 class LoraCreate(BaseModel):
-    """POST /v1/loras. The name rules are checked by the registry so that all problems are reported at once."""
+    """POST /v1/loras. The registry checks the name rules, so that all problems are reported at once."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(max_length=256)
     supported_models: list[str] = Field(min_length=1, max_length=MAX_SUPPORTED_MODELS)
-    config_file_id: str = Field(min_length=1, max_length=MAX_FILE_ID)
-    weights_file_id: str = Field(min_length=1, max_length=MAX_FILE_ID)
+    config_file_id: str = Field(min_length=1, max_length=MAX_FILE_ID, pattern=FILE_ID_PATTERN)
+    weights_file_id: str = Field(min_length=1, max_length=MAX_FILE_ID, pattern=FILE_ID_PATTERN)
     display_name: str | None = Field(None, max_length=MAX_DISPLAY_NAME)
     description: str | None = Field(None, max_length=MAX_DESCRIPTION)
 

@@ -12,7 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.http.keys import PLATFORM
 from shared.http.middleware import (
-    auth_middleware, error_middleware, metrics_middleware, request_id_middleware,
+    auth_middleware,
+    error_middleware,
+    metrics_middleware,
+    request_id_middleware,
 )
 from shared.logging import get_logger
 from shared.platform import Platform, ServicePart
@@ -79,4 +82,5 @@ def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
     for part in parts:
         app.router.add_routes(part.routes)
         app.cleanup_ctx.extend(part.cleanup_ctx)
+        app.on_shutdown.extend(part.on_shutdown)
     return app

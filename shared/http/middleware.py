@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from shared.contracts.errors import ApiError, InternalError, NotFound, Unauthorized
-from shared.http.keys import PLATFORM
+from shared.http.keys import ORG_ID, PLATFORM, REQUEST_ID
 from shared.logging import correlation_id, get_logger
 
 log = get_logger("http")
@@ -36,7 +36,7 @@ def error_response(request: web.Request, error: ApiError) -> web.Response:
 async def request_id_middleware(request: web.Request, handler):
     incoming = request.headers.get("x-request-id", "")
     rid = incoming if REQUEST_ID_RE.match(incoming) else f"req_{uuid.uuid4().hex}"
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     token = correlation_id.set(rid)
     structlog.contextvars.bind_contextvars(correlation_id=rid)
     try:
@@ -114,7 +114,7 @@ async def auth_middleware(request: web.Request, handler):
         org = await request.app[PLATFORM].identity.org_for_key(key)
         if org is None:
             raise Unauthorized("Incorrect API key provided.", code="invalid_api_key")
-        request["org_id"] = org
+        request[ORG_ID] = org
         structlog.contextvars.bind_contextvars(org_id=org)
         try:
             return await handler(request)

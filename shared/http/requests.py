@@ -8,13 +8,14 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from shared.http.keys import ORG_ID
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_MAX_JSON = 4 * 1024 * 1024
 
 
 def org_id(request: web.Request) -> str:
-    return request["org_id"]
+    return request[ORG_ID]
 
 
 def param_of(error: dict) -> str | None:

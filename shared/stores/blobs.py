@@ -69,7 +69,6 @@ class BlobStore(abc.ABC):
 
     async def start(self) -> None:
         """Prepare the backing storage (create the bucket or directory); idempotent."""
-        return None
 
     async def close(self) -> None:
         return None

@@ -115,8 +115,10 @@ class StreamedUpload:
         self._stored = True
 
     async def _undo(self) -> None:
-        if self._pending is not None and not self._pending.done():
+        if self._pending is not None:
             await asyncio.wait([self._pending])
+            if not self._pending.cancelled():
+                self._pending.exception()  # retrieved: the failure that matters is already raising
         try:
             if self._stored:
                 # the object was written before the failure reached us (cancelled at the end)

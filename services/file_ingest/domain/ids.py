@@ -5,7 +5,6 @@ import secrets
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-ID_PATTERN = r"^(file-|upload_|part_)[0-9A-Z]{26}$"
 
 
 def _ulid(now_ms: int | None = None) -> str:

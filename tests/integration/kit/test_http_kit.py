@@ -30,7 +30,7 @@ async def crash(request: web.Request) -> web.Response:
     raise RuntimeError("secret internals")
 
 
-def test_part() -> ServicePart:
+def echo_part() -> ServicePart:
     routes = [web.post("/v1/echo", echo), web.post("/v1/messages", echo), web.get("/v1/conflict", conflict),
               web.get("/v1/crash", crash), web.get("/internal/v1/ping", lambda r: json_response({"ok": True}))]
     return ServicePart(name="test", routes=routes)
@@ -42,7 +42,7 @@ async def kit(tmp_path):
     _, key = await platform.identity.create("acme")
     record, revoked = await platform.identity.create("acme")
     await platform.identity.revoke(record.id)
-    client = TestClient(TestServer(create_app(platform, [test_part()])))
+    client = TestClient(TestServer(create_app(platform, [echo_part()])))
     await client.start_server()
     yield client, key, revoked
     await client.close()

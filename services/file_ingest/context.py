@@ -1,0 +1,38 @@
+"""What file-ingest's handlers, consumer and sweeper share: the platform's adapters and the repositories."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from services.file_ingest.repository import DATABASE, FileRepository, RefRepository, UploadRepository
+from shared.bus.base import Bus
+from shared.platform import Platform
+from shared.settings import Settings
+from shared.stores.blobs import BlobStore
+
+
+@dataclass
+class FileIngest:
+    settings: Settings
+    blobs: BlobStore
+    bus: Bus
+    source: str
+    files: FileRepository
+    uploads: UploadRepository
+    refs: RefRepository
+    clock: Callable[[], float] = field(default=time.time)
+
+    @classmethod
+    def from_platform(cls, platform: Platform) -> FileIngest:
+        db = platform.documents.database(DATABASE)
+        return cls(settings=platform.settings, blobs=platform.blobs, bus=platform.bus, source=platform.source,
+                   files=FileRepository(db), uploads=UploadRepository(db), refs=RefRepository(db))
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    async def ensure_indexes(self) -> None:
+        await self.files.ensure_indexes()
+        await self.uploads.ensure_indexes()
+        await self.refs.ensure_indexes()

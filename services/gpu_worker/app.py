@@ -1,0 +1,81 @@
+"""gpu-worker's part of an app: load the model, run the engine, consume the model's queues and cancels.
+
+`loraserve worker --model ID` serves it alone (health, readiness = model loaded, metrics);
+`loraserve dev` runs it beside every other service on the tiny model.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from services.gpu_worker.inference_jobs import handle_generate
+from services.gpu_worker.model_host import EngineOptions
+from services.gpu_worker.validation_jobs import handle_gpu_validation
+from services.gpu_worker.worker import Worker, WorkerOptions
+from shared.bus.base import Delivery
+from shared.contracts import topology
+from shared.contracts.messages import CancelResponse
+from shared.logging import get_logger
+from shared.platform import Platform, ServicePart
+
+NAME = "gpu-worker"
+VALIDATION_PREFETCH = 2
+log = get_logger("gpu_worker")
+
+
+def options_from(platform: Platform) -> WorkerOptions:
+    settings = platform.settings
+    entry = platform.catalogue.get(settings.worker_model)
+    engine = EngineOptions(num_slots=settings.worker_slots, max_batch=settings.worker_max_batch,
+                           max_len=entry.architecture.max_position_embeddings)
+    return WorkerOptions(engine=engine, cache_dir=settings.data_dir / "worker-cache")
+
+
+def handlers(worker: Worker):
+    """The routing table: queue or exchange -> handler."""
+
+    async def on_inference(delivery: Delivery) -> None:
+        await handle_generate(worker, delivery)
+
+    async def on_validation(delivery: Delivery) -> None:
+        await handle_gpu_validation(worker, delivery)
+
+    async def on_cancel(delivery: Delivery) -> None:
+        try:
+            cancel = CancelResponse.from_event(delivery.event)
+        except (ValidationError, ValueError) as exc:
+            log.warning("malformed_cancel", error=str(exc))
+            return
+        worker.cancel(cancel.response_id)
+
+    return on_inference, on_validation, on_cancel
+
+
+def lifecycle(worker: Worker, prefetch: int):
+    async def worker_ctx(app: web.Application):
+        await worker.start()
+        on_inference, on_validation, on_cancel = handlers(worker)
+        subscriptions = [
+            await worker.bus.subscribe(topology.cancels_exchange(worker.slug), [""], on_cancel),
+            await worker.bus.consume(topology.inference_queue(worker.slug), on_inference, prefetch=prefetch),
+            await worker.bus.consume(topology.gpu_validation_queue(worker.slug), on_validation,
+                                     prefetch=VALIDATION_PREFETCH),
+        ]
+        yield
+        for subscription in reversed(subscriptions):
+            await subscription.close()
+        await worker.stop()
+
+    return worker_ctx
+
+
+def part_for(worker: Worker) -> ServicePart:
+    prefetch = worker.options.engine.max_batch
+    return ServicePart(name=NAME, cleanup_ctx=[lifecycle(worker, prefetch)], readiness=[worker.ready])
+
+
+def build(platform: Platform) -> ServicePart:
+    entry = platform.catalogue.get(platform.settings.worker_model)
+    if entry.engine != "local" or entry.seed is None:
+        raise SystemExit(f"{entry.id} is served by the {entry.engine} engine, which this worker does not run")
+    return part_for(Worker(entry, platform.bus, platform.blobs, platform.source, options_from(platform)))

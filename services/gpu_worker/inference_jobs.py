@@ -1,0 +1,91 @@
+"""Inference jobs: run one request and report it on its reply stream and, for background ones, as events.
+
+Redelivery: a job with a reply stream that comes back may already have streamed to its
+client, so it is never replayed into that stream (the stream gets a clean error); a
+background job is run again from scratch (its events fold idempotently). Returning acks the
+job, so every outcome is published before the handler returns.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from services.gpu_worker.errors import DEADLINE_EXCEEDED, WORKER_LOST, AdapterRejected
+from services.gpu_worker.outcomes import ReplyStream, ResponseEvents
+from services.gpu_worker.sequence import RequestUpdate
+from services.gpu_worker.worker import Worker
+from shared.bus.base import DeadLetter, Delivery
+from shared.contracts.messages import GenerateResponse
+from shared.logging import get_logger
+
+log = get_logger("gpu_worker.inference")
+ADAPTER_UNAVAILABLE = "adapter_unavailable"
+
+
+def parse_job(worker: Worker, delivery: Delivery) -> GenerateResponse:
+    try:
+        job = GenerateResponse.from_event(delivery.event)
+    except (ValidationError, ValueError) as exc:
+        raise DeadLetter(f"malformed inference job: {exc}") from None
+    if job.model_slug != worker.slug:
+        raise DeadLetter(f"job for model {job.model_slug} reached the {worker.slug} pool")
+    return job
+
+
+async def handle_generate(worker: Worker, delivery: Delivery) -> None:
+    job = parse_job(worker, delivery)
+    replies = ReplyStream(delivery, worker.source, job.response_id, stream_deltas=job.stream)
+    events = ResponseEvents(worker, response_id=job.response_id, org_id=job.org_id,
+                            lora_id=job.adapter.lora_id if job.adapter else None, messages=job.messages,
+                            enabled=job.background)
+    if replies.open and delivery.delivery_count > 1:
+        await replies.errored(WORKER_LOST, "The worker running this request stopped; send the request again.")
+        if not job.background:
+            return
+    if worker.cancels.is_cancelled(job.response_id):
+        await _cancelled(job, replies, events)
+        return
+    if job.deadline is not None and job.deadline < datetime.now(timezone.utc):
+        await _failed(replies, events, DEADLINE_EXCEEDED, "The response's completion window passed before it ran.")
+        return
+    await events.started()
+    await _run(worker, job, replies, events, retry_on_transient=job.background and not replies.open)
+
+
+async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, events: ResponseEvents,
+               retry_on_transient: bool) -> None:
+    try:
+        weights = await worker.adapter(job.adapter)
+    except AdapterRejected as exc:
+        await _failed(replies, events, exc.code, f"The LoRA could not be loaded: {exc.message}")
+        return
+    except Exception as exc:  # noqa: BLE001 -- blob store or disk trouble: maybe transient
+        if retry_on_transient:
+            raise  # requeued; a background job is retried from scratch
+        log.warning("adapter_unavailable", response_id=job.response_id, error=str(exc))
+        await _failed(replies, events, ADAPTER_UNAVAILABLE, f"The LoRA's files could not be fetched: {exc}")
+        return
+    request = worker.request(job.response_id, job.messages, job.sampling, job.adapter, weights)
+    final: RequestUpdate | None = None
+    async for update in worker.generate(job.response_id, request):
+        await replies.delta(update.text)
+        final = update if update.finished else final
+    if final.error_code:
+        await _failed(replies, events, final.error_code, final.error_message or "The request failed.")
+        return
+    await replies.finished(final)
+    await events.finished(final)
+    log.info("response_finished", response_id=job.response_id, finish_reason=final.finish_reason,
+             completion_tokens=final.completion_tokens, lora_id=job.adapter.lora_id if job.adapter else None)
+
+
+async def _cancelled(job: GenerateResponse, replies: ReplyStream, events: ResponseEvents) -> None:
+    update = RequestUpdate(job.response_id, finished=True, finish_reason="cancelled")
+    await replies.finished(update)
+    await events.finished(update)
+
+
+async def _failed(replies: ReplyStream, events: ResponseEvents, code: str, message: str) -> None:
+    await replies.errored(code, message)
+    await events.failed(code, message)

@@ -1,0 +1,134 @@
+"""Multi-LoRA wrappers installed on a transformers DeepseekV3 model's adaptable weights.
+
+Each wrapper computes the base output, then adds every token's own slot's LoRA term (see
+lora_ops). The fused routed experts and the router are not Linears, so their forwards are
+written out here (transformers' eager expert loop and top-k routing, with the per-expert and
+router deltas added); PEFT's own mixed batching refuses exactly these.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from services.gpu_worker.lora_bank import LoraBank, TargetBank
+from services.gpu_worker.lora_ops import STRATEGIES, Strategy, TokenPlan
+from services.gpu_worker.targets import TargetKind
+
+
+class LoraContext:
+    """What the forward in progress needs: which slot each token uses and how to add the terms."""
+
+    def __init__(self, strategy: str = "masked"):
+        self.plan: TokenPlan | None = None
+        self.strategy: Strategy = STRATEGIES[strategy]
+
+    def active_plan(self, bank: TargetBank) -> TokenPlan | None:
+        plan = self.plan
+        return plan if plan is not None and bank.serves(plan.slots) else None
+
+
+class MultiLoraLinear(nn.Module):
+    def __init__(self, base: nn.Linear, bank: TargetBank, context: LoraContext):
+        super().__init__()
+        self.base, self.bank, self.context = base, bank, context
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        plan = self.context.active_plan(self.bank)
+        if plan is not None:
+            self.context.strategy(y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1]), self.bank.a, self.bank.bt, plan)
+        return y
+
+
+class MultiLoraRouter(nn.Module):
+    """transformers' DeepseekV3TopkRouter with each token's router LoRA added to its logits."""
+
+    def __init__(self, base: nn.Module, bank: TargetBank, context: LoraContext):
+        super().__init__()
+        self.base, self.bank, self.context = base, bank, context
+
+    def forward(self, hidden_states: torch.Tensor):
+        router = self.base
+        hidden = hidden_states.view(-1, router.hidden_dim).type(torch.float32)
+        logits = F.linear(hidden, router.weight.type(torch.float32))
+        plan = self.context.active_plan(self.bank)
+        if plan is not None:
+            self.context.strategy(logits, hidden, self.bank.a, self.bank.bt, plan)
+        weights, indices = _route(router, logits)
+        return logits, weights, indices
+
+
+def _route(router: nn.Module, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = logits.sigmoid()
+    choice = scores + router.e_score_correction_bias
+    per_group = router.num_experts // router.num_group
+    group_scores = choice.view(-1, router.num_group, per_group).topk(2, dim=-1)[0].sum(dim=-1)
+    group_idx = torch.topk(group_scores, k=router.topk_group, dim=-1, sorted=False)[1]
+    group_mask = torch.zeros_like(group_scores).scatter_(1, group_idx, 1)
+    score_mask = group_mask.unsqueeze(-1).expand(-1, router.num_group, per_group).reshape(-1, router.num_experts)
+    choice = choice.masked_fill(~score_mask.bool(), float("-inf"))
+    indices = torch.topk(choice, k=router.top_k, dim=-1, sorted=False)[1]
+    weights = scores.gather(1, indices)
+    if router.norm_topk_prob:
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+    return weights * router.routed_scaling_factor, indices
+
+
+class MultiLoraExperts(nn.Module):
+    """transformers' eager routed-experts loop with each token's per-expert gate_up/down LoRA added."""
+
+    def __init__(self, base: nn.Module, gate_up: TargetBank, down: TargetBank, context: LoraContext):
+        super().__init__()
+        self.base, self.gate_up, self.down, self.context = base, gate_up, down, context
+
+    def forward(self, hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor) -> torch.Tensor:
+        experts = self.base
+        gate_up_plan = self.context.active_plan(self.gate_up)
+        down_plan = self.context.active_plan(self.down)
+        final = torch.zeros_like(hidden)
+        expert_mask = F.one_hot(top_k_index, num_classes=experts.num_experts).permute(2, 1, 0)
+        for expert in (expert_mask.sum(dim=(-1, -2)) > 0).nonzero().flatten().tolist():
+            top_k_pos, token_idx = torch.where(expert_mask[expert])
+            x = hidden.index_select(0, token_idx)
+            gate_up = F.linear(x, experts.gate_up_proj[expert])
+            if gate_up_plan is not None:
+                self._add(gate_up, x, self.gate_up, expert, gate_up_plan.subset(token_idx))
+            gate, up = gate_up.chunk(2, dim=-1)
+            h = experts.act_fn(gate) * up
+            out = F.linear(h, experts.down_proj[expert])
+            if down_plan is not None:
+                self._add(out, h, self.down, expert, down_plan.subset(token_idx))
+            out = out * top_k_weights[token_idx, top_k_pos, None]
+            final.index_add_(0, token_idx, out.to(final.dtype))
+        return final
+
+    def _add(self, y, x, bank: TargetBank, expert: int, plan: TokenPlan) -> None:
+        if plan.slots:
+            self.context.strategy(y, x, bank.a[expert], bank.bt[expert], plan)
+
+
+def install_multi_lora(model: nn.Module, bank: LoraBank, context: LoraContext) -> None:
+    """Replace every adaptable module of the decoder layers with its multi-LoRA wrapper (idempotent per model)."""
+    layers = model.model.layers
+    for name, target in bank.targets.items():
+        spec = target.spec
+        if spec.kind is TargetKind.EXPERTS:
+            continue
+        parent, child = _parent_of(layers, spec.module_path)
+        base = getattr(parent, child)
+        wrapper = MultiLoraRouter if spec.kind is TargetKind.ROUTER else MultiLoraLinear
+        setattr(parent, child, wrapper(base, target, context))
+    for name in [n for n in bank.targets if n.endswith(".gate_up_proj") and bank.targets[n].spec.kind is TargetKind.EXPERTS]:
+        module_path = name.rsplit(".", 1)[0]
+        parent, child = _parent_of(layers, module_path)
+        experts = getattr(parent, child)
+        setattr(parent, child, MultiLoraExperts(experts, bank.targets[name],
+                                                bank.targets[f"{module_path}.down_proj"], context))
+
+
+def _parent_of(layers: nn.ModuleList, target_path: str) -> tuple[nn.Module, str]:
+    _, index, rest = target_path.split(".", 2)
+    parent_path, _, child = rest.rpartition(".")
+    parent = layers[int(index)]
+    return (parent.get_submodule(parent_path) if parent_path else parent), child

@@ -1,0 +1,55 @@
+"""Choosing each row's next token: greedy at temperature 0, else temperature + nucleus (top_p), seeded per request."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+class RowSampler:
+    """One request's sampler; its generator makes a seeded request repeatable."""
+
+    def __init__(self, spec: SamplingSpec, device: torch.device):
+        self.spec = spec
+        self.generator = None
+        if not spec.greedy:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(spec.seed if spec.seed is not None else random.getrandbits(63))
+
+    def sample(self, logits: torch.Tensor) -> int:
+        if self.spec.greedy:
+            return int(logits.argmax())
+        probs = torch.softmax(logits.float() / self.spec.temperature, dim=-1)
+        if self.spec.top_p < 1.0:
+            probs = _nucleus(probs, self.spec.top_p)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose mass reaches top_p (the top token always)."""
+    sorted_probs, order = probs.sort(descending=True)
+    before = sorted_probs.cumsum(-1) - sorted_probs
+    sorted_probs[before >= top_p] = 0.0
+    kept = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return kept / kept.sum()
+
+
+def sample_rows(logits: torch.Tensor, samplers: list[RowSampler], vocab_limit: int) -> list[int]:
+    """Next token per row; ids at or above `vocab_limit` (no token for them) are never chosen."""
+    if vocab_limit < logits.shape[-1]:
+        logits = logits.clone()
+        logits[:, vocab_limit:] = float("-inf")
+    greedy = logits.argmax(dim=-1).tolist()
+    return [greedy[i] if s.spec.greedy else s.sample(logits[i]) for i, s in enumerate(samplers)]

@@ -1,0 +1,71 @@
+"""GPU validation jobs: load the adapter, run one short request with it, publish the verdict.
+
+The request runs under the validation record's response_id (its Response's events are
+published, org included); the verdict is a ValidationStatusChanged at the worker's step
+(seq 3). A transient failure (blob store, bus) raises: the job is redelivered and redone
+from scratch, up to the queue's delivery limit, after which the registry marks it unverified.
+"""
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from services.gpu_worker.errors import OUTPUT_MALFORMED, AdapterRejected
+from services.gpu_worker.outcomes import ResponseEvents
+from services.gpu_worker.sequence import RequestUpdate
+from services.gpu_worker.worker import Worker
+from shared.bus.base import DeadLetter, Delivery
+from shared.contracts.messages import SEQ_GPU_DONE, ChatMessage, RunGpuValidation, SamplingParams, ValidationStatusChanged
+from shared.logging import get_logger
+
+log = get_logger("gpu_worker.validation")
+VALIDATION_MESSAGES = [ChatMessage(role="user", content="Hello! Please introduce yourself.")]
+
+
+def parse_job(worker: Worker, delivery: Delivery) -> RunGpuValidation:
+    try:
+        job = RunGpuValidation.from_event(delivery.event)
+    except (ValidationError, ValueError) as exc:
+        raise DeadLetter(f"malformed GPU validation job: {exc}") from None
+    if job.model_slug != worker.slug:
+        raise DeadLetter(f"GPU validation for model {job.model_slug} reached the {worker.slug} pool")
+    return job
+
+
+def output_problem(update: RequestUpdate) -> tuple[str, str] | None:
+    if update.error_code:
+        return update.error_code, update.error_message or "the request failed"
+    if update.completion_tokens < 1 or update.finish_reason not in ("stop", "length"):
+        return OUTPUT_MALFORMED, f"the request ended without output (finish reason {update.finish_reason})"
+    return None
+
+
+async def handle_gpu_validation(worker: Worker, delivery: Delivery) -> None:
+    job = parse_job(worker, delivery)
+    events = ResponseEvents(worker, response_id=job.response_id, org_id=job.org_id, lora_id=job.adapter.lora_id,
+                            messages=VALIDATION_MESSAGES)
+    await events.started()
+    try:
+        weights = await worker.adapter(job.adapter)
+    except AdapterRejected as exc:
+        await _verdict(worker, job, events, failure=(exc.code, exc.message))
+        return
+    sampling = SamplingParams(max_tokens=worker.options.validation_max_tokens, temperature=0.0)
+    request = worker.request(job.response_id, VALIDATION_MESSAGES, sampling, job.adapter, weights)
+    final = None
+    async for update in worker.generate(job.response_id, request):
+        final = update if update.finished else final
+    await _verdict(worker, job, events, failure=output_problem(final), final=final)
+
+
+async def _verdict(worker: Worker, job: RunGpuValidation, events: ResponseEvents,
+                   failure: tuple[str, str] | None, final: RequestUpdate | None = None) -> None:
+    if failure is None:
+        await events.finished(final)
+    else:
+        await events.failed(*failure)
+    await worker.publish(ValidationStatusChanged(
+        lora_id=job.adapter.lora_id, org_id=job.org_id, model=job.model, validation_id=job.validation_id,
+        status="failed" if failure else "succeeded", seq=SEQ_GPU_DONE,
+        result_code=failure[0] if failure else None, result_message=failure[1] if failure else None))
+    log.info("gpu_validation_done", validation_id=job.validation_id, lora_id=job.adapter.lora_id,
+             status="failed" if failure else "succeeded", result_code=failure[0] if failure else None)

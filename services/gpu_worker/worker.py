@@ -1,0 +1,112 @@
+"""The worker's runtime state for one base model: the engine and its loop, the adapter caches, cancels.
+
+Nothing connects or loads at construction; `start()` builds the model (off the event loop)
+and starts the engine loop, `stop()` undoes it.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.gpu_worker.adapter_cache import AdapterCache, adapter_key
+from services.gpu_worker.adapter_files import load_adapter
+from services.gpu_worker.adapter_weights import AdapterWeights
+from services.gpu_worker.cancels import CancelBook
+from services.gpu_worker.disk_cache import DiskCache
+from services.gpu_worker.engine_loop import EngineLoop
+from services.gpu_worker.metrics import PrometheusObserver, record_cpu_load
+from services.gpu_worker.model_host import EngineOptions, ModelHost, load_host
+from services.gpu_worker.sampling import SamplingSpec
+from services.gpu_worker.sequence import GenerationRequest, RequestUpdate
+from shared.bus.base import Bus
+from shared.catalogue.catalogue import ModelEntry
+from shared.contracts.cloudevents import Message
+from shared.contracts.messages import AdapterRef, ChatMessage, SamplingParams
+from shared.logging import correlation_id, get_logger
+from shared.stores.blobs import BlobStore
+
+log = get_logger("gpu_worker")
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    engine: EngineOptions = EngineOptions()
+    cache_dir: Path = Path(".loraserve/worker-cache")
+    disk_cache_bytes: int = 20 * GiB
+    cpu_cache_bytes: int = 4 * GiB
+    max_adapter_bytes: int = 16 * GiB
+    validation_max_tokens: int = 16
+
+
+class Worker:
+    def __init__(self, entry: ModelEntry, bus: Bus, blobs: BlobStore, source: str, options: WorkerOptions):
+        self.entry, self.bus, self.blobs, self.source, self.options = entry, bus, blobs, source, options
+        self.cancels = CancelBook()
+        self.host: ModelHost | None = None
+        self.loop: EngineLoop | None = None
+        self.adapters: AdapterCache | None = None
+
+    @property
+    def slug(self) -> str:
+        return self.entry.slug
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        observer = PrometheusObserver(self.entry.id, lambda: self.host.engine.slots.in_use if self.host else 0)
+        self.host = await asyncio.to_thread(load_host, self.entry, self.options.engine, observer)
+        self.loop = EngineLoop(self.host.engine)
+        self.loop.start()
+        disk = DiskCache(self.blobs, self.options.cache_dir / self.slug, self.options.disk_cache_bytes)
+        self.adapters = AdapterCache(disk, self._read_adapter, self.options.cpu_cache_bytes,
+                                     on_load=record_cpu_load(self.entry.id))
+        log.info("worker_model_loaded", model=self.entry.id, slots=self.options.engine.num_slots,
+                 max_batch=self.options.engine.max_batch, strategy=self.options.engine.strategy)
+
+    async def stop(self) -> None:
+        if self.loop is not None:
+            await self.loop.stop()
+
+    async def ready(self) -> bool:
+        return self.host is not None and self.loop is not None and self.loop.running
+
+    def _read_adapter(self, config_path: Path, weights_path: Path) -> AdapterWeights:
+        return load_adapter(config_path, weights_path, self.host.targets, self.host.key_prefixes,
+                            self.entry.max_rank, self.options.max_adapter_bytes)
+
+    # -- work -----------------------------------------------------------------------
+    async def adapter(self, ref: AdapterRef | None) -> AdapterWeights | None:
+        return None if ref is None else await self.adapters.get(ref)
+
+    def request(self, response_id: str, messages: list[ChatMessage], sampling: SamplingParams,
+                ref: AdapterRef | None, weights: AdapterWeights | None) -> GenerationRequest:
+        prompt = self.host.chat_prompt([m.model_dump() for m in messages])
+        return GenerationRequest(
+            request_id=f"{response_id}#{uuid.uuid4().hex[:12]}", prompt=prompt, max_tokens=sampling.max_tokens,
+            sampling=SamplingSpec(sampling.temperature, sampling.top_p, sampling.seed), stop=list(sampling.stop),
+            adapter_key=adapter_key(ref) if ref is not None else None, adapter=weights,
+        )
+
+    async def generate(self, response_id: str, request: GenerationRequest) -> AsyncIterator[RequestUpdate]:
+        """The request's updates; a response cancelled before or while it runs ends 'cancelled'."""
+        if self.cancels.is_cancelled(response_id):
+            yield RequestUpdate(request.request_id, finished=True, finish_reason="cancelled",
+                                prompt_tokens=len(request.prompt))
+            return
+        self.cancels.track(response_id, request.request_id)
+        try:
+            async for update in self.loop.generate(request):
+                yield update
+        finally:
+            self.cancels.untrack(response_id, request.request_id)
+
+    def cancel(self, response_id: str) -> None:
+        for request_id in self.cancels.cancel(response_id):
+            self.loop.cancel(request_id)
+
+    async def publish(self, message: Message) -> None:
+        await self.bus.publish(message, source=self.source, correlation_id=correlation_id.get())
+

@@ -1,0 +1,101 @@
+"""The inference router's part of an app: its routes, the LoRA read model, the Response fold and sweeper."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from functools import partial
+
+import aiohttp
+from aiohttp import web
+
+from shared.clients.registry import RegistryClient
+from shared.contracts import topology
+from shared.platform import Platform, ServicePart
+from services.inference_router import chat_completions, messages, models, responses
+from services.inference_router.context import RouterContext
+from services.inference_router.lora_sync import (
+    LORA_EVENT_BINDING, FetchListing, LoraDirectory, registry_listing,
+)
+from services.inference_router.response_events import status_handler, sweep_forever
+from services.inference_router.response_repo import ResponseRepository
+
+NAME = "inference-router"
+DATABASE = "inference_router"
+REGISTRY_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
+RESPONSE_EVENTS_PREFETCH = 16
+ListingFactory = Callable[[aiohttp.ClientSession], FetchListing]
+
+
+def routes(router: RouterContext) -> list[web.AbstractRouteDef]:
+    return [
+        web.post("/v1/chat/completions", partial(chat_completions.create_chat_completion, router)),
+        web.post("/v1/responses", partial(responses.create_response, router)),
+        web.get("/v1/responses/{response_id}", partial(responses.get_response, router), allow_head=False),
+        web.post("/v1/responses/{response_id}/cancel", partial(responses.cancel_response, router)),
+        web.post("/v1/messages", partial(messages.create_message, router)),
+        web.get("/v1/models", models.list_models, allow_head=False),
+        web.get("/v1/models/{model_id:.+}", models.get_model, allow_head=False),
+    ]
+
+
+async def _stop(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def registry_listing_from(platform: Platform) -> ListingFactory:
+    def factory(session: aiohttp.ClientSession) -> FetchListing:
+        return registry_listing(RegistryClient(session, platform.internal_url("registry"),
+                                               platform.settings.service_token))
+    return factory
+
+
+def lora_model_ctx(router: RouterContext, listing: ListingFactory):
+    """Subscribe to lora.* events first, then load the listing in the background (with backoff)."""
+    async def ctx(app: web.Application):
+        platform = router.platform
+        async with aiohttp.ClientSession(timeout=REGISTRY_TIMEOUT) as session:
+            router.loras.fetch_listing = listing(session)
+            subscription = await platform.bus.subscribe(topology.EVENTS, [LORA_EVENT_BINDING],
+                                                        router.loras.on_event)
+            loader = asyncio.get_running_loop().create_task(router.loras.load_with_backoff())
+            yield
+            await _stop(loader)
+            await subscription.close()
+    return ctx
+
+
+def responses_ctx(router: RouterContext):
+    async def ctx(app: web.Application):
+        await router.responses.ensure_indexes()
+        consumer = await router.platform.bus.consume(topology.ROUTER_RESPONSES_QUEUE, status_handler(router),
+                                                     prefetch=RESPONSE_EVENTS_PREFETCH)
+        sweeper = asyncio.get_running_loop().create_task(sweep_forever(router))
+        yield
+        await _stop(sweeper)
+        await consumer.close()
+    return ctx
+
+
+async def _unavailable_listing() -> list:
+    raise RuntimeError("the registry client is not started yet")
+
+
+def router_from(platform: Platform) -> RouterContext:
+    return RouterContext(platform=platform, loras=LoraDirectory(_unavailable_listing),
+                         responses=ResponseRepository(platform.documents.database(DATABASE)))
+
+
+def part_for(router: RouterContext, listing: ListingFactory) -> ServicePart:
+    async def lora_model_loaded() -> bool:
+        return router.loras.model.loaded
+
+    return ServicePart(name=NAME, routes=routes(router),
+                       cleanup_ctx=[responses_ctx(router), lora_model_ctx(router, listing)],
+                       readiness=[lora_model_loaded])
+
+
+def build(platform: Platform) -> ServicePart:
+    return part_for(router_from(platform), registry_listing_from(platform))

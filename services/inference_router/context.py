@@ -1,0 +1,51 @@
+"""What the router's handlers share: the platform, the LoRA directory, the Response repository."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from shared.contracts.messages import GenerateResponse
+from shared.platform import Platform
+from services.inference_router.admission import Admitted, deadline_after
+from services.inference_router.dispatch import WorkerCall, publish_cancel
+from services.inference_router.lora_sync import LoraDirectory
+from services.inference_router.response_repo import ResponseRepository
+
+
+@dataclass
+class RouterContext:
+    platform: Platform
+    loras: LoraDirectory
+    responses: ResponseRepository
+
+    @property
+    def sync_timeout(self) -> float:
+        return self.platform.settings.sync_request_timeout_seconds
+
+    def window_seconds(self, window: str) -> float:
+        return self.platform.settings.completion_window_deadline_seconds.get(window, self.sync_timeout)
+
+    def sync_deadline(self, admitted: Admitted) -> float:
+        """Nobody waits for a sync job past the sync timeout, so the worker may drop it then."""
+        return deadline_after(min(self.window_seconds(admitted.window), self.sync_timeout))
+
+    def background_deadline(self, admitted: Admitted) -> float:
+        return deadline_after(self.window_seconds(admitted.window))
+
+    async def cancel_stored(self, doc: dict, correlation_id: str | None = None) -> None:
+        """Cancel the job of a stored Response (its model may have left the catalogue since)."""
+        if doc["model"] in self.platform.catalogue.ids():
+            await publish_cancel(self.platform.bus, self.platform.source, response_id=doc["id"],
+                                 org_id=doc["org_id"], model_slug=self.platform.catalogue.get(doc["model"]).slug,
+                                 correlation_id=correlation_id)
+
+    def call(self, request: web.Request, job: GenerateResponse, admitted: Admitted) -> WorkerCall:
+        return WorkerCall(self.platform.bus, job, source=self.platform.source,
+                          correlation_id=request.get("request_id"), priority=admitted.priority,
+                          first_timeout=self.sync_timeout, idle_timeout=self.sync_timeout)
+
+
+def new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(16)

@@ -1,0 +1,43 @@
+"""Background work on stored Responses: folding the workers' status events, and expiring missed deadlines."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from shared.bus.base import Delivery
+from shared.contracts.messages import ResponseStatusChanged
+from shared.logging import get_logger
+from services.inference_router.context import RouterContext
+
+log = get_logger("inference_router.response_events")
+SWEEP_INTERVAL_SECONDS = 30.0
+
+
+def status_handler(router: RouterContext):
+    """Handler for ROUTER_RESPONSES_QUEUE: acked once the fold is stored (raising requeues it)."""
+    async def handle(delivery: Delivery) -> None:
+        if delivery.event.type != ResponseStatusChanged.TYPE:
+            return
+        event = ResponseStatusChanged.from_event(delivery.event)
+        changed = await router.responses.apply(event)
+        log.debug("response event folded", response_id=event.response_id, status=event.status, changed=changed)
+    return handle
+
+
+async def expire_once(router: RouterContext, now: float | None = None) -> int:
+    """Fail background responses still queued past their deadline, and tell the workers to skip them."""
+    expired = await router.responses.expire_overdue(time.time() if now is None else now)
+    for doc in expired:
+        await router.cancel_stored(doc)
+    if expired:
+        log.info("expired background responses past their deadline", count=len(expired))
+    return len(expired)
+
+
+async def sweep_forever(router: RouterContext, interval: float = SWEEP_INTERVAL_SECONDS) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await expire_once(router)
+        except Exception:
+            log.exception("deadline sweep failed; trying again next round")

@@ -1,0 +1,114 @@
+"""OpenAI Responses: POST /v1/responses (sync, streamed, background), GET /v1/responses/{id}, POST …/cancel.
+
+Background responses are stored `queued` before their job is published and then follow the
+worker's status events (folded by `response_events`); sync and streamed ones are stored once
+they end (unless `store: false`). Validation requests' responses are stored by the fold too.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.bus.base import BusError
+from shared.contracts.errors import BadRequest, NotFound, ServiceUnavailable
+from shared.contracts.inference import ResponseCreateRequest
+from shared.http.requests import json_response, org_id, read_model
+from shared.logging import get_logger
+from services.inference_router.admission import Admitted, admit, build_job
+from services.inference_router.context import RouterContext, new_id
+from services.inference_router.dispatch import run_to_end
+from services.inference_router.response_docs import ACTIVE, finished_changes, new_document, render
+from services.inference_router.responses_stream import ResponsesEventWriter
+from services.inference_router.sse import relay
+from services.inference_router.translate import responses_request
+
+log = get_logger("inference_router.responses")
+
+
+def _document(body: ResponseCreateRequest, admitted: Admitted, response_id: str, org: str, messages,
+              status: str, deadline: float | None) -> dict:
+    return new_document(
+        response_id=response_id, org_id=org, model=admitted.model.id, messages=messages, status=status,
+        lora_id=admitted.lora.id if admitted.lora else None, background=bool(body.background),
+        instructions=body.instructions, metadata=admitted.metadata, max_output_tokens=body.max_output_tokens,
+        temperature=body.temperature, top_p=body.top_p, completion_window=admitted.window, deadline=deadline)
+
+
+async def _store(router: RouterContext, doc: dict) -> None:
+    try:
+        await router.responses.insert(doc)
+    except Exception:  # the caller already has the answer; a lost copy must not turn it into an error
+        log.exception("could not store a response", response_id=doc["id"])
+
+
+async def create_response(router: RouterContext, request: web.Request) -> web.StreamResponse:
+    body = await read_model(request, ResponseCreateRequest, router.platform.settings.max_json_body_bytes)
+    messages, sampling = responses_request(body)
+    org = org_id(request)
+    admitted = await admit(router.platform.catalogue, router.loras, org, body.model, body.metadata)
+    response_id = new_id("resp_")
+    if body.background:
+        return await _start_background(request, router, body, admitted, response_id, messages, sampling)
+    job = build_job(admitted, response_id=response_id, org_id=org, messages=messages, sampling=sampling,
+                    deadline=router.sync_deadline(admitted), stream=bool(body.stream))
+    doc = _document(body, admitted, response_id, org, messages, "in_progress", None)
+    async with router.call(request, job, admitted) as call:
+        if body.stream:
+            writer = ResponsesEventWriter(render(doc))
+            streamed = await relay(request, call, writer)
+            if writer.finished and body.store is not False:
+                await _store(router, {**doc, **finished_changes(**writer.finished.model_dump(
+                    include={"output_text", "finish_reason", "prompt_tokens", "completion_tokens"}))})
+            return streamed
+        finished = await run_to_end(call)
+    doc.update(finished_changes(output_text=finished.output_text, finish_reason=finished.finish_reason,
+                                prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens))
+    if body.store is not False:
+        await _store(router, doc)
+    return json_response(render(doc))
+
+
+async def _start_background(request, router: RouterContext, body, admitted, response_id, messages, sampling):
+    deadline = router.background_deadline(admitted)
+    org = org_id(request)
+    doc = _document(body, admitted, response_id, org, messages, "queued", deadline)
+    await router.responses.insert(doc)
+    job = build_job(admitted, response_id=response_id, org_id=org, messages=messages, sampling=sampling,
+                    deadline=deadline, background=True)
+    try:
+        await router.platform.bus.publish(job, source=router.platform.source,
+                                          correlation_id=request.get("request_id"), priority=admitted.priority)
+    except BusError as exc:
+        await router.responses.fail(org, response_id, {"code": "queue_unavailable", "message": str(exc)})
+        raise ServiceUnavailable(f"The job queue is unavailable: {exc}. Retry later.",
+                                 code="queue_unavailable") from None
+    return json_response(render(doc))
+
+
+async def _owned(router: RouterContext, request: web.Request) -> dict:
+    response_id = request.match_info["response_id"]
+    doc = await router.responses.get(org_id(request), response_id)
+    if doc is None:
+        raise NotFound(f"No response with id '{response_id}' was found.", param="response_id",
+                       code="response_not_found")
+    return doc
+
+
+async def get_response(router: RouterContext, request: web.Request) -> web.Response:
+    return json_response(render(await _owned(router, request)))
+
+
+async def cancel_response(router: RouterContext, request: web.Request) -> web.Response:
+    doc = await _owned(router, request)
+    if not doc.get("background"):
+        raise BadRequest("Only responses created with background=true can be cancelled.",
+                         param="response_id", code="not_cancellable")
+    if doc["status"] in ACTIVE:
+        cancelled = await router.responses.cancel(doc["org_id"], doc["id"])
+        if cancelled is not None:
+            await router.cancel_stored(cancelled, request.get("request_id"))
+            return json_response(render(cancelled))
+        doc = await _owned(router, request)
+    if doc["status"] != "cancelled":
+        raise BadRequest(f"Cannot cancel a response whose status is '{doc['status']}'.",
+                         param="response_id", code="not_cancellable")
+    return json_response(render(doc))

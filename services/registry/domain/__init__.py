@@ -1,0 +1,1 @@
+"""Pure registry logic: name rules, status derivation, the fold of validation status events. No I/O."""

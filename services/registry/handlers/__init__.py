@@ -1,0 +1,1 @@
+"""HTTP handlers, each a function of (registry, request); app.py binds them in its routing table."""

@@ -1,0 +1,91 @@
+"""LoRA documents in Mongo (`registry.loras`). Every public read and write is scoped by org.
+
+Changes are compare-and-set on the document's `version`: the caller computes the new
+document with the pure domain functions and `replace` applies it only if nobody changed
+the document in between.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from services.registry.domain.lora import LoraDocument
+
+COLLECTION = "loras"
+
+
+class NameTaken(Exception):
+    """Another LoRA of the org has this name (the unique index said so)."""
+
+
+class LoraRepository:
+    def __init__(self, database):
+        self.loras = database[COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        await self.loras.create_index([("org_id", ASCENDING), ("name", ASCENDING)], unique=True)
+        await self.loras.create_index([("id", ASCENDING)], unique=True)
+        await self.loras.create_index([("org_id", ASCENDING), ("created_ns", ASCENDING), ("id", ASCENDING)])
+        await self.loras.create_index([("created_ns", ASCENDING), ("id", ASCENDING)])
+        await self.loras.create_index([("validations.id", ASCENDING)])
+        await self.loras.create_index([("validations.status", ASCENDING),
+                                       ("validations.created_at", ASCENDING)])
+
+    async def insert(self, document: LoraDocument) -> None:
+        try:
+            await self.loras.insert_one(document.model_dump(mode="json"))
+        except DuplicateKeyError:
+            raise NameTaken(document.name) from None
+
+    async def get(self, org_id: str, *, lora_id: str | None = None,
+                  name: str | None = None) -> LoraDocument | None:
+        query = {"org_id": org_id, **({"id": lora_id} if lora_id is not None else {"name": name})}
+        return _document(await self.loras.find_one(query))
+
+    async def by_validation(self, org_id: str, lora_id: str, validation_id: str) -> LoraDocument | None:
+        query = {"org_id": org_id, "id": lora_id, "validations.id": validation_id}
+        return _document(await self.loras.find_one(query))
+
+    async def replace(self, before: LoraDocument, after: LoraDocument) -> bool:
+        """Store `after` if the stored document is still at `before.version`; False when it moved on."""
+        stored = await self.loras.find_one_and_replace(
+            {"org_id": before.org_id, "id": before.id, "version": before.version},
+            after.model_dump(mode="json"), return_document=ReturnDocument.AFTER)
+        return stored is not None
+
+    async def delete(self, document: LoraDocument) -> bool:
+        result = await self.loras.delete_one({"org_id": document.org_id, "id": document.id})
+        return result.deleted_count == 1
+
+    async def page(self, org_id: str | None, *, after: tuple[int, str] | None, limit: int,
+                   descending: bool) -> list[LoraDocument]:
+        """Up to `limit` documents after the cursor (created_ns, id) in creation order;
+        every org's when org_id is None."""
+        query: dict = {} if org_id is None else {"org_id": org_id}
+        if after is not None:
+            op = "$lt" if descending else "$gt"
+            created_ns, lora_id = after
+            query["$or"] = [{"created_ns": {op: created_ns}}, {"created_ns": created_ns, "id": {op: lora_id}}]
+        direction = DESCENDING if descending else ASCENDING
+        cursor = self.loras.find(query).sort([("created_ns", direction), ("id", direction)]).limit(limit)
+        return [_document(raw) async for raw in cursor]
+
+    async def stuck(self, created_before: int, limit: int = 500) -> AsyncIterator[LoraDocument]:
+        """LoRAs with a record still pending or running that was created at or before `created_before`."""
+        query = {"validations": {"$elemMatch": {"status": {"$in": ["pending", "running"]},
+                                                "created_at": {"$lte": created_before}}}}
+        async for raw in self.loras.find(query).limit(limit):
+            yield _document(raw)
+
+    async def ping(self) -> bool:
+        await self.loras.find_one({}, {"_id": 1})
+        return True
+
+
+def _document(raw: dict | None) -> LoraDocument | None:
+    if raw is None:
+        return None
+    raw.pop("_id", None)
+    return LoraDocument.model_validate(raw)

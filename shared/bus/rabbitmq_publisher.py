@@ -1,0 +1,113 @@
+"""Confirmed, mandatory, persistent publishing on one robust channel, and the topology it declares."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+
+from shared.bus import policy
+from shared.bus.base import BusError
+from shared.contracts.cloudevents import CONTENT_TYPE, MAX_MESSAGE_BYTES, CloudEvent
+from shared.contracts.topology import Topology
+from shared.logging import get_logger
+
+log = get_logger("shared.bus.rabbitmq")
+
+_RETRYABLE = (ChannelInvalidStateError, ConnectionError, AMQPError)
+
+
+async def declare_topology(channel: AbstractRobustChannel, topology: Topology) -> None:
+    """Declared on a robust channel, so aio-pika declares it all again after a reconnect."""
+    for exchange in topology.exchanges:
+        await channel.declare_exchange(exchange.name, exchange.type.value, durable=True)
+    for spec in (*topology.queues, *topology.dead_letter_queues):
+        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
+        for exchange_name, key in spec.bindings:
+            await queue.bind(exchange_name, key)
+
+
+class Publisher:
+    def __init__(self, topology: Topology, timeout: float) -> None:
+        self.topology, self.timeout = topology, timeout
+        self.exchanges = {"", *(exchange.name for exchange in topology.exchanges)}
+        self.channel: AbstractRobustChannel | None = None
+        # set while connected with every channel, private queue and consumer restored
+        self.restored = asyncio.Event()
+
+    async def open(self, connection: AbstractRobustConnection) -> None:
+        self.channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await declare_topology(self.channel, self.topology)
+        self.restored.set()
+
+    def close(self) -> None:
+        self.channel = None
+
+    async def publish_event(
+        self,
+        exchange: str,
+        routing_key: str,
+        event: CloudEvent,
+        *,
+        persistent: bool = True,
+        **properties: Any,
+    ) -> None:
+        body = event.to_bytes()
+        await self.publish(
+            exchange,
+            routing_key,
+            body,
+            persistent=persistent,
+            message_id=event.id,
+            type=event.type,
+            **properties,
+        )
+
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, *, persistent: bool = True, **properties: Any
+    ) -> None:
+        if exchange not in self.exchanges:
+            # publishing to a missing exchange would close the channel; refuse it here instead
+            raise BusError(f"exchange {exchange!r} is not in the topology")
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise BusError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        mode = aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
+        message = aio_pika.Message(body, content_type=CONTENT_TYPE, delivery_mode=mode, **properties)
+        for attempt in (1, 2):
+            try:
+                await self._publish_once(exchange, routing_key, message)
+                return
+            except PublishError as exc:
+                raise BusError(f"unroutable: exchange {exchange!r}, routing key {routing_key!r}") from exc
+            except DeliveryError as exc:
+                raise BusError(f"the broker refused the message: {policy.describe(exc)}") from exc
+            except TimeoutError as exc:
+                raise BusError(f"not connected, or no confirm, within {self.timeout}s") from exc
+            except _RETRYABLE as exc:
+                # the connection dropped under us: wait for the robust channel and try once more
+                # (a lost confirm may mean a duplicate; consumers are idempotent)
+                if attempt == 2:
+                    raise BusError(f"publish failed: {policy.describe(exc)}") from exc
+                log.warning(
+                    "bus.publish_retry",
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    error=policy.describe(exc),
+                )
+
+    async def _publish_once(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
+        channel = self.channel
+        if channel is None:
+            raise BusError("the bus is not running")
+        async with asyncio.timeout(self.timeout):
+            # wait for the private queues too, so what we publish after a reconnect finds its bindings
+            await self.restored.wait()
+            await channel.ready()
+            if exchange == "":
+                target = channel.default_exchange
+            else:
+                target = await channel.get_exchange(exchange, ensure=False)
+            await target.publish(message, routing_key, mandatory=True)
