@@ -3,7 +3,7 @@
 Layout: an 8-byte little-endian header length N, N bytes of UTF-8 JSON (an object mapping
 tensor names to `{dtype, shape, data_offsets}`, plus an optional `__metadata__` string map),
 then the data buffer. Only the first 8 + N bytes are ever read; `read_header` takes a ranged
-reader so a 40 GB adapter costs two small reads. Every problem is reported with its own code
+reader so a 40 GB adapter costs two reads of the header's own size. Every problem is reported with its own code
 (the validator's result codes); per-tensor problems are all collected, not just the first.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 LENGTH_BYTES = 8
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference parser's cap
-FIRST_READ_BYTES = 1024 * 1024  # one read usually brings the whole header
+PREFIX_BYTES = LENGTH_BYTES + 1  # the length and the first byte of the JSON, which must be "{"
 MAX_TENSOR_RANK = 16
 MAX_DIMENSION = 1 << 62
 MAX_OFFSET = 1 << 64
@@ -239,17 +239,15 @@ RangeReader = Callable[[int, int], Awaitable[bytes]]
 async def fetch_header_bytes(read_range: RangeReader, file_size: int,
                              max_header_bytes: int = MAX_HEADER_BYTES) -> bytes | HeaderProblem:
     """The N header bytes of a `file_size`-byte file read through `read_range(offset, length)`,
-    or the problem that stops them being read. At most 8 + min(N, cap) bytes are read: one read
-    of up to 1 MiB, and a second for the rest."""
-    first = await read_range(0, min(file_size, FIRST_READ_BYTES))
+    or the problem that stops them being read. Two reads, 9 + N bytes in all (N within the cap):
+    the length and the first byte of the JSON, then the rest of the header; never the data."""
+    prefix = await read_range(0, min(file_size, PREFIX_BYTES))
     try:
-        length = header_length(first, file_size, max_header_bytes)
+        length = header_length(prefix, file_size, max_header_bytes)
     except _Failed as failed:
         return failed.problem
-    end = LENGTH_BYTES + length
-    raw = first[LENGTH_BYTES:end]
-    if len(raw) < length:
-        raw += await read_range(len(first), end - len(first))
+    rest = await read_range(PREFIX_BYTES, length - 1) if length > 1 else b""
+    raw = prefix[LENGTH_BYTES:] + rest
     if len(raw) != length:
         return HeaderProblem(HEADER_TRUNCATED, "the header could not be read whole")
     return raw

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from shared.bus.base import BusError
 from shared.bus.routing import route
-from shared.contracts.topology import ExchangeType, Topology
+from shared.contracts.topology import ExchangeType, Topology, is_mandatory
 
 DEFAULT_EXCHANGE = ""
 
@@ -153,9 +153,9 @@ class InProcessBroker:
 
     # -- messages -------------------------------------------------------------------
     def publish(self, envelope: Envelope) -> None:
-        """Route a copy to every matching queue; raise `BusError` when none matches (mandatory)."""
+        """Route a copy to every matching queue; raise `BusError` when none matches a mandatory publish."""
         names = self._route(envelope.exchange, envelope.routing_key)
-        if not names:
+        if not names and is_mandatory(envelope.exchange):
             raise BusError(
                 f"unroutable: exchange {envelope.exchange!r}, routing key {envelope.routing_key!r}"
             )

@@ -12,7 +12,7 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from shared.bus import policy
 from shared.bus.base import BusError
 from shared.contracts.cloudevents import CONTENT_TYPE, MAX_MESSAGE_BYTES, CloudEvent
-from shared.contracts.topology import Topology
+from shared.contracts.topology import Topology, is_mandatory
 from shared.logging import get_logger
 
 log = get_logger("shared.bus.rabbitmq")
@@ -110,4 +110,4 @@ class Publisher:
                 target = channel.default_exchange
             else:
                 target = await channel.get_exchange(exchange, ensure=False)
-            await target.publish(message, routing_key, mandatory=True)
+            await target.publish(message, routing_key, mandatory=is_mandatory(exchange))

@@ -100,6 +100,12 @@ def cancels_exchange(slug: str) -> str:
     return f"loraserve.cancels.{slug}"
 
 
+def is_mandatory(exchange: str) -> bool:
+    """Jobs and replies must reach a queue (unroutable is an error); an event or a cancel nobody
+    listens to is not: subscribers come and go."""
+    return exchange != EVENTS and not exchange.startswith("loraserve.cancels.")
+
+
 # -- queue names ----------------------------------------------------------------
 VALIDATION_QUEUE = "loraserve.validator.jobs"
 REGISTRY_STATUS_QUEUE = "loraserve.registry.validation-status"

@@ -57,9 +57,7 @@ async def metrics(request: web.Request) -> web.Response:
 def platform_lifecycle(platform: Platform):
     async def ctx(app: web.Application):
         await platform.bus.start()
-        start_blobs = getattr(platform.blobs, "start", None)
-        if start_blobs:
-            await start_blobs()
+        await platform.blobs.start()
         log.info("platform started", source=platform.source)
         yield
         await platform.bus.close()

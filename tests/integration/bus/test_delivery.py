@@ -70,6 +70,13 @@ async def test_unroutable_publish_raises_and_the_bus_keeps_working(harness):
     assert await bus.queue_depth(t.VALIDATION_QUEUE) == 1
 
 
+async def test_an_event_or_cancel_nobody_listens_to_is_not_an_error(harness):
+    bus = await harness.bus()
+    await bus.publish(file_created("org-nobody-listens", "file-1"), source=SOURCE)
+    cancel = CancelResponse(response_id="resp_x", org_id="org-a", model_slug="tiny")
+    await bus.publish(cancel, source=SOURCE, exchange=t.cancels_exchange("tiny"))
+
+
 async def test_acked_message_is_not_delivered_again(harness):
     first_bus = await harness.bus()
     first = Inbox()

@@ -108,11 +108,10 @@ class Stack:
         return tap
 
 
-@pytest.fixture
-async def stack(tmp_path) -> AsyncIterator[Stack]:
+async def start_stack(data_dir, amqp_url: str | None = None) -> Stack:
     port = free_port()
-    settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port, service_token=SERVICE_TOKEN,
-                        validation_deadline_seconds=600)
+    settings = Settings(data_dir=data_dir, host="127.0.0.1", port=port, service_token=SERVICE_TOKEN,
+                        validation_deadline_seconds=600, amqp_url=amqp_url)
     platform = build_platform(settings, source="loraserve/registry-test")
     keys = {org: (await platform.identity.create(org))[1] for org in ORGS}
     registry = registry_from(platform)
@@ -120,8 +119,17 @@ async def stack(tmp_path) -> AsyncIterator[Stack]:
     server = TestServer(app, host="127.0.0.1", port=port)
     http = TestClient(server)
     await http.start_server()
-    stack = Stack(platform, registry, server, http, keys)
-    yield stack
+    return Stack(platform, registry, server, http, keys)
+
+
+async def stop_stack(stack: Stack) -> None:
     for subscription in stack.subscriptions:
         await subscription.close()
-    await http.close()
+    await stack.http.close()
+
+
+@pytest.fixture
+async def stack(tmp_path) -> AsyncIterator[Stack]:
+    started = await start_stack(tmp_path)
+    yield started
+    await stop_stack(started)

@@ -49,6 +49,7 @@ async def test_each_org_streams_only_its_own_events(stack):
     lora_a = await (await stack.create(org="org-a")).json()
     seen_a = [await stream_a.event() for _ in range(3)]
     assert [t for t, _ in seen_a] == ["file.created", "file.created", "lora.created"]
+    assert {event["data"]["org_id"] for _, event in seen_a} == {"org-a"}
     event_type, cloud_event = seen_a[2]
     assert cloud_event["type"] == "lora.created" and cloud_event["specversion"] == "1.0"
     assert cloud_event["data"]["lora"] == lora_a and cloud_event["subject"] == lora_a["id"]

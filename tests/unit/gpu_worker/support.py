@@ -112,7 +112,9 @@ def merged_reference(adapter_dir: Path | None) -> torch.nn.Module:
     """The base model in float64 with every tensor of the adapter merged into the weights it names."""
     from safetensors.torch import load_file
 
-    model = build_model().to(torch.float64)
+    model = build_model()
+    model.set_experts_implementation("eager")  # grouped_mm has no float64 kernel
+    model = model.to(torch.float64)
     if adapter_dir is None:
         return model
     config = json.loads((adapter_dir / "adapter_config.json").read_text())

@@ -119,11 +119,11 @@ def kimi_shapes(rank: int = 32, layers: range | None = None, fused_layers: froze
     for module in shapes.iter_modules():
         if module.layer not in wanted or module.group.value == "router":
             continue
-        fused = module.layer in fused_layers
-        if (module.group.value == "fused_experts") != fused and module.group.value in ("expert", "fused_experts"):
+        is_fused = module.group.value == "fused_experts"
+        if module.group.value in ("expert", "fused_experts") and is_fused != (module.layer in fused_layers):
             continue
         base = prefix + module.path
-        if fused:
+        if is_fused:  # PEFT's nested ParamWrappers: gate_up inside, down outside
             base = base.rpartition(".")[0] + (".base_layer" if module.projection == "gate_up_proj" else "")
         r = rank * (2 if module.projection == "gate_up_proj" else 1) * module.num_experts
         tensors[f"{base}.lora_A.weight"] = ([r, module.in_features], dtype)
