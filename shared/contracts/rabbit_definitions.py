@@ -12,18 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 
+from shared.catalogue.catalogue import load_catalogue
 from shared.contracts.topology import Exchange, Queue, Topology, topology
 
 DEFAULT_VHOST = "/"
-
-
-def catalogue_slugs() -> list[str]:
-    """Every served model's slug, in catalogue order (the catalogue file is the source)."""
-    raw = json.loads(resources.files("shared.catalogue").joinpath("models.json").read_text())
-    return [model["slug"] for model in raw["models"]]
 
 
 def _exchange(exchange: Exchange, vhost: str) -> dict:
@@ -74,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vhost", default=DEFAULT_VHOST)
     parser.add_argument("out", nargs="*", type=Path, help="files to write (default: stdout)")
     args = parser.parse_args(argv)
-    text = render(definitions(catalogue_slugs(), args.vhost))
+    text = render(definitions(load_catalogue().slugs(), args.vhost))
     if not args.out:
         sys.stdout.write(text)
     for path in args.out:

@@ -15,6 +15,7 @@ from services.registry.events_hub import matching_types
 from shared.contracts.cloudevents import CloudEvent
 from shared.contracts.errors import BadRequest, ServiceUnavailable
 from shared.contracts.messages import PUBLIC_EVENT_TYPES
+from shared.http.keys import REQUEST_ID
 from shared.http.requests import org_id
 
 MAX_TYPE_PATTERNS = 16
@@ -47,7 +48,7 @@ async def stream_events(registry: Registry, heartbeat_seconds: float,
     stream = registry.hub.open(org_id(request), types)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-        "x-request-id": request.get("request_id", ""),
+        "x-request-id": request.get(REQUEST_ID, ""),
     })
     try:
         await response.prepare(request)

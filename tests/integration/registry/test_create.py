@@ -2,6 +2,7 @@
 import asyncio
 import uuid
 
+from shared.bus.base import BusError
 from shared.contracts import topology as t
 from shared.contracts.messages import ValidateAdapter
 from tests.integration.registry.conftest import KIMI, TINY
@@ -119,3 +120,20 @@ async def test_a_refused_create_stores_and_queues_nothing(stack):
     assert (await stack.create(name="ok-name")).status == 200
     job = ValidateAdapter.from_event((await validator.next()).event)
     assert job.adapter.name == "ok-name" and validator.pending() == []
+
+
+async def test_when_jobs_cannot_be_queued_the_create_is_undone_and_may_be_retried(stack, monkeypatch):
+    files = await stack.adapter_files()
+    publish = stack.platform.bus.publish
+
+    async def broken_publish(message, **kwargs):
+        if isinstance(message, ValidateAdapter):
+            raise BusError("broker unavailable")
+        return await publish(message, **kwargs)
+
+    monkeypatch.setattr(stack.platform.bus, "publish", broken_publish)
+    resp = await stack.create(files=files)
+    assert resp.status == 503 and resp.headers["x-should-retry"] == "true"
+    assert (await stack.http.get("/v1/loras/funnier-v1", headers=stack.auth())).status == 404
+    monkeypatch.setattr(stack.platform.bus, "publish", publish)
+    assert (await stack.create(files=files)).status == 200

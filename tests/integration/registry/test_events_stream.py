@@ -38,6 +38,7 @@ class SSE:
 async def open_stream(stack, org: str, **params) -> SSE:
     resp = await stack.http.get("/v1/events", params=params, headers=stack.auth(org))
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+    assert resp.headers["x-request-id"].startswith("req_")
     stream = SSE(resp)
     assert await stream.line() == b": connected\n"  # the greeting: from here on the stream is live
     return stream

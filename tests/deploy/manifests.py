@@ -1,0 +1,127 @@
+"""Rendering the kustomize overlays and reading what an operator relies on out of them."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+DEPLOY = ROOT / "deploy"
+OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomization.yaml"))
+
+# The public routes (DESIGN.md, seed/lora-serving-api.md): path prefix -> service.
+PUBLIC_ROUTES = {
+    "/v1/files": "file-ingest",
+    "/v1/uploads": "file-ingest",
+    "/v1/loras": "registry",
+    "/v1/events": "registry",
+    "/v1/chat": "inference-router",
+    "/v1/responses": "inference-router",
+    "/v1/messages": "inference-router",
+    "/v1/models": "inference-router",
+}
+HTTP_PORT = 8000
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+
+
+class KubectlMissing(RuntimeError):
+    pass
+
+
+def render(overlay_dir: Path) -> list[dict]:
+    """`kubectl kustomize DIR` parsed into objects; raises with kustomize's own message."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise KubectlMissing(
+            "kubectl is not on PATH: the deploy tests render k8s/overlays with `kubectl kustomize` "
+            "(kubectl >= 1.27 bundles kustomize v5); install kubectl to run them")
+    done = subprocess.run([kubectl, "kustomize", str(overlay_dir)], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {overlay_dir} failed:\n{done.stderr}")
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def named(docs: list[dict], kind: str, name: str) -> dict:
+    matches = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    if len(matches) != 1:
+        raise KeyError(f"{len(matches)} {kind} named {name}")
+    return matches[0]
+
+
+def pod_spec(workload: dict) -> dict:
+    return workload["spec"]["template"]["spec"]
+
+
+def pod_labels(workload: dict) -> dict:
+    return workload["spec"]["template"]["metadata"].get("labels", {})
+
+
+def containers(workload: dict) -> list[dict]:
+    spec = pod_spec(workload)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels + matchExpressions) against a label set."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        present = key in labels
+        ok = {
+            "In": present and labels[key] in values,
+            "NotIn": not present or labels[key] not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def workers(docs: list[dict]) -> list[dict]:
+    """Worker pools: one Deployment per catalogue model."""
+    return [d for d in of_kind(docs, "Deployment")
+            if d["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
+
+
+def http_services(docs: list[dict]) -> list[dict]:
+    return [d for d in of_kind(docs, "Deployment") if d not in workers(docs)]
+
+
+def referenced_secrets(workload: dict) -> set[str]:
+    """Every Secret a pod template needs: volumes, envFrom and env valueFrom."""
+    spec = pod_spec(workload)
+    names = set()
+    for volume in spec.get("volumes", []):
+        if "secret" in volume:
+            names.add(volume["secret"]["secretName"])
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source:
+                names.add(source["secret"]["name"])
+    for container in containers(workload):
+        names |= {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
+        names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
+                  if "secretKeyRef" in e.get("valueFrom", {})}
+    return names
+
+
+def referenced_config_maps(workload: dict) -> set[str]:
+    spec = pod_spec(workload)
+    names = set()
+    for volume in spec.get("volumes", []):
+        if "configMap" in volume:
+            names.add(volume["configMap"]["name"])
+        for source in volume.get("projected", {}).get("sources", []):
+            if "configMap" in source:
+                names.add(source["configMap"]["name"])
+    for container in containers(workload):
+        names |= {e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e}
+    return names
