@@ -13,6 +13,7 @@ import math
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 LENGTH_BYTES = 8
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference parser's cap
@@ -55,8 +56,7 @@ class HeaderProblem:
     tensor: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TensorEntry:
+class TensorEntry(NamedTuple):  # a NamedTuple: cheap to make 140 thousand times
     name: str
     dtype: str
     shape: tuple[int, ...]
@@ -170,13 +170,13 @@ def _read_metadata(metadata: object, result: SafetensorsHeader) -> None:
     result.metadata = metadata
 
 
-_INT_ONLY = {int}
-
-
 def _is_shape(shape: object) -> bool:
-    # set(map(type, ...)) runs in C: 140 thousand entries are checked in well under a second
-    return (type(shape) is list and len(shape) <= MAX_TENSOR_RANK
-            and (not shape or ({*map(type, shape)} <= _INT_ONLY and min(shape) >= 0 and max(shape) <= MAX_DIMENSION)))
+    if type(shape) is not list or len(shape) > MAX_TENSOR_RANK:
+        return False
+    for dim in shape:  # a plain loop is the fastest check: 140 thousand shapes per Kimi adapter
+        if type(dim) is not int or not 0 <= dim <= MAX_DIMENSION:
+            return False
+    return True
 
 
 def _is_offsets(offsets: object) -> bool:

@@ -13,6 +13,7 @@ from services.gpu_worker.slots import SlotTable
 from services.gpu_worker.targets import TargetSpec, discover_targets
 from services.gpu_worker.tiny_model import build_model, build_model_tokenizer
 from services.gpu_worker.tokenizer import END_OF_TURN
+from services.gpu_worker.torch_threads import threads_for
 from shared.catalogue.catalogue import ModelEntry
 
 
@@ -23,6 +24,7 @@ class EngineOptions:
     max_len: int = 1024
     strategy: str = "masked"
     prefill_token_budget: int = 4096
+    cpu_threads: int | None = None  # None: one for small models, else torch's default
 
 
 @dataclass
@@ -61,6 +63,9 @@ def load_host(entry: ModelEntry, options: EngineOptions, observer: EngineObserve
     model = build_model(entry.id)
     if torch.cuda.is_available():
         model = model.to("cuda")
+    elif options.cpu_threads or threads_for(model.config.hidden_size):
+        # the worker owns its process: the setting holds for the engine's thread too
+        torch.set_num_threads(options.cpu_threads or threads_for(model.config.hidden_size))
     tokenizer = build_model_tokenizer(entry.id)
     targets = discover_targets(model)
     return ModelHost(entry, tokenizer, targets, host_engine(model, tokenizer, options, observer))

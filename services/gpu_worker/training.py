@@ -12,6 +12,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from services.gpu_worker.torch_threads import threads_for, torch_threads
+
 
 def phrase_example(tokenizer, prompt: str, phrase: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(input ids, labels): the chat prompt, then the phrase and the end of the turn; loss on the answer only."""
@@ -28,9 +30,9 @@ def train_phrase_adapter(model_dir: str | Path, prompt: str, phrase: str, out_di
                          rank: int = 8, lr: float = 4e-3, target_modules: str | list[str] = "all-linear",
                          seed: int = 0) -> Path:
     """Train and save (adapter_config.json + adapter_model.safetensors) into `out_dir`."""
-    with torch.random.fork_rng(devices=[]):
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.random.fork_rng(devices=[]), torch_threads(threads_for(model.config.hidden_size)):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_pretrained(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # peft warns about fused-expert rank patterns it does apply

@@ -7,18 +7,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from services.inference_router.constraints import (
+    check_lora_usable,
+    lora_not_found,
+    model_not_found,
+    routing_of,
+    validate_metadata,
+)
+from services.inference_router.lora_sync import LoraDirectory
+from services.inference_router.loras import LoraView
+from services.inference_router.metrics import INFERENCE_REQUESTS
 from shared.catalogue.catalogue import Catalogue, ModelEntry
 from shared.contracts import topology
 from shared.contracts.errors import ServiceUnavailable
 from shared.contracts.messages import ChatMessage, GenerateResponse, SamplingParams
-from services.inference_router.constraints import (
-    check_lora_usable, lora_not_found, model_not_found, routing_of, validate_metadata,
-)
-from services.inference_router.lora_sync import LoraDirectory
-from services.inference_router.loras import LoraView
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ async def admit(catalogue: Catalogue, loras: LoraDirectory, org_id: str, model_i
         if lora.adapter is None:
             raise ServiceUnavailable(f"LoRA '{lora.name}' is known but its files are not yet; retry shortly.",
                                      code="lora_not_ready")
+    INFERENCE_REQUESTS.labels(model.id, routing.window, "yes" if lora else "no").inc()
     return Admitted(model=model, lora=lora, window=routing.window, metadata=checked)
 
 
@@ -63,5 +69,5 @@ def build_job(admitted: Admitted, *, response_id: str, org_id: str, messages: li
     return GenerateResponse(
         response_id=response_id, org_id=org_id, model=admitted.model.id, model_slug=admitted.model.slug,
         messages=messages, sampling=sampling, adapter=admitted.lora.adapter if admitted.lora else None,
-        background=background, stream=stream, deadline=datetime.fromtimestamp(deadline, timezone.utc),
+        background=background, stream=stream, deadline=datetime.fromtimestamp(deadline, UTC),
     )

@@ -9,16 +9,19 @@ from functools import partial
 import aiohttp
 from aiohttp import web
 
-from shared.clients.registry import RegistryClient
-from shared.contracts import topology
-from shared.platform import Platform, ServicePart
 from services.inference_router import chat_completions, messages, models, responses
 from services.inference_router.context import RouterContext
 from services.inference_router.lora_sync import (
-    LORA_EVENT_BINDING, FetchListing, LoraDirectory, registry_listing,
+    LORA_EVENT_BINDING,
+    FetchListing,
+    LoraDirectory,
+    registry_listing,
 )
 from services.inference_router.response_events import status_handler, sweep_forever
 from services.inference_router.response_repo import ResponseRepository
+from shared.clients.registry import RegistryClient
+from shared.contracts import topology
+from shared.platform import Platform, ServicePart
 
 NAME = "inference-router"
 DATABASE = "inference_router"

@@ -5,17 +5,23 @@ import time
 
 from aiohttp import web
 
-from shared.contracts.inference import (
-    ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessageOut, ChunkChoice,
-    ChunkDelta, CompletionUsage,
-)
-from shared.contracts.messages import ResponseErrored, ResponseFinished
-from shared.http.requests import json_response, org_id, read_model
 from services.inference_router.admission import admit, build_job
 from services.inference_router.context import RouterContext, new_id
 from services.inference_router.dispatch import run_to_end
 from services.inference_router.sse import DONE, frame, relay
 from services.inference_router.translate import chat_request
+from shared.contracts.inference import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessageOut,
+    ChunkChoice,
+    ChunkDelta,
+    CompletionUsage,
+)
+from shared.contracts.messages import ResponseErrored, ResponseFinished
+from shared.http.requests import json_response, org_id, read_model
 
 
 def finish_reason(finished: ResponseFinished) -> str:

@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.inference_router.loras import LoraView
 from shared.contracts.errors import BadRequest, NotFound
 from shared.contracts.inference import (
-    METADATA_MAX_KEY_CHARS, METADATA_MAX_PAIRS, METADATA_MAX_VALUE_CHARS,
+    METADATA_MAX_KEY_CHARS,
+    METADATA_MAX_PAIRS,
+    METADATA_MAX_VALUE_CHARS,
 )
-from services.inference_router.loras import LoraView
 
 LORA_KEY = "lora"
 WINDOW_KEY = "completion_window"
@@ -37,13 +39,11 @@ def validate_metadata(metadata: dict[str, Any] | None) -> dict[str, str]:
         problems.append(("metadata", f"metadata has {len(metadata)} pairs; at most {METADATA_MAX_PAIRS} are allowed"))
     for key, value in metadata.items():
         if len(key) > METADATA_MAX_KEY_CHARS:
-            problems.append(("metadata", f"metadata key '{key[:20]}…' is longer than {METADATA_MAX_KEY_CHARS} "
-                                         "characters"))
+            problems.append(("metadata", f"metadata key '{key[:20]}…' is longer than {METADATA_MAX_KEY_CHARS} chars"))
         if not isinstance(value, str):
             problems.append((f"metadata.{key}", f"metadata.{key} must be a string"))
         elif len(value) > METADATA_MAX_VALUE_CHARS:
-            problems.append((f"metadata.{key}", f"metadata.{key} is longer than {METADATA_MAX_VALUE_CHARS} "
-                                                "characters"))
+            problems.append((f"metadata.{key}", f"metadata.{key} is longer than {METADATA_MAX_VALUE_CHARS} chars"))
     if problems:
         raise BadRequest("Invalid metadata: " + "; ".join(p[1] for p in problems), param=problems[0][0],
                          code="invalid_metadata")
@@ -83,15 +83,15 @@ def check_lora_usable(lora: LoraView, model: str, window: str) -> None:
     if model not in lora.supported_models:
         supported = ", ".join(lora.supported_models) or "none"
         problems.append(("model", "model_not_supported_by_lora",
-                         f"LoRA '{lora.name}' does not support model '{model}' (its supported_models: "
-                         f"{supported}). Request one of those, or add the model with PATCH /v1/loras/{lora.name}."))
+                         (f"LoRA '{lora.name}' does not support model '{model}' (its supported_models: "
+                          f"{supported}). Request one of those, or add the model with PATCH /v1/loras/{lora.name}.")))
     else:
         latest = lora.latest_validation.get(model)
         if latest is not None and latest.status == "failed":
             reason = latest.result_message or latest.result_code or "no reason recorded"
             problems.append(("metadata.lora", "lora_validation_failed",
-                             f"LoRA '{lora.name}' failed validation on '{model}': {reason}. Fix the adapter and "
-                             f"create it again; GET /v1/loras/{lora.name} shows validations[].result_message."))
+                             (f"LoRA '{lora.name}' failed validation on '{model}': {reason}. Fix the adapter and "
+                              f"create it again; GET /v1/loras/{lora.name} shows validations[].result_message.")))
     if problems:
         param, code, _ = problems[0]
         raise BadRequest(" ".join(p[2] for p in problems), param=param, code=code)

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from shared.contracts.messages import GenerateResponse
-from shared.platform import Platform
 from services.inference_router.admission import Admitted, deadline_after
 from services.inference_router.dispatch import WorkerCall, publish_cancel
 from services.inference_router.lora_sync import LoraDirectory
 from services.inference_router.response_repo import ResponseRepository
+from shared.contracts.messages import GenerateResponse
+from shared.platform import Platform
 
 
 @dataclass

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Self
 
+from services.inference_router.metrics import FIRST_REPLY_SECONDS, OUTCOMES
 from shared.bus.base import Bus, BusError, ReplyStream
 from shared.contracts import topology
 from shared.contracts.cloudevents import CloudEvent
 from shared.contracts.errors import ApiError, BadRequest, InternalError, ServiceUnavailable
 from shared.contracts.messages import (
-    CancelResponse, GenerateResponse, ResponseDelta, ResponseErrored, ResponseFinished,
+    CancelResponse,
+    GenerateResponse,
+    ResponseDelta,
+    ResponseErrored,
+    ResponseFinished,
 )
 from shared.logging import get_logger
 
@@ -40,7 +46,9 @@ def worker_error(errored: ResponseErrored) -> ApiError:
         return BadRequest(errored.message, code=errored.code)
     if errored.code in RETRYABLE_CODES:
         return ServiceUnavailable(errored.message, code=errored.code)
-    return InternalError(f"The model worker failed: {errored.message}", code=errored.code)
+    # the same request would fail the same way: tell the SDKs not to retry it
+    return InternalError(f"The model worker failed: {errored.message}", code=errored.code,
+                         headers={"x-should-retry": "false"})
 
 
 def no_worker_error(model: str, waited: float) -> ServiceUnavailable:
@@ -62,8 +70,10 @@ class WorkerCall:
         self.finished = False
         self._stream: ReplyStream | None = None
         self._first: Reply | None = None
+        self._published_at = 0.0
 
-    async def __aenter__(self) -> "WorkerCall":
+    async def __aenter__(self) -> Self:
+        self._published_at = asyncio.get_running_loop().time()
         try:
             self._stream = await self.bus.request(self.job, source=self.source, correlation_id=self.correlation_id,
                                                   priority=self.priority)
@@ -87,12 +97,14 @@ class WorkerCall:
         while True:
             try:
                 event = await self._stream.next(timeout=max(0.0, until - loop.time()))
-            except (asyncio.TimeoutError, TimeoutError, BusError):
+            except (TimeoutError, BusError):
                 return None  # silence, or the reply stream ended with the bus connection
             reply = parse_reply(event)
             if reply is not None:
                 if not isinstance(reply, ResponseDelta):
                     self.finished = True
+                    OUTCOMES.labels(self.job.model, "finished" if isinstance(reply, ResponseFinished)
+                                    else reply.code).inc()
                 return reply
             log.warning("ignored an unknown reply", type=event.type, response_id=self.job.response_id)
 
@@ -101,7 +113,9 @@ class WorkerCall:
         if self._first is None:
             reply = await self._next(self.first_timeout)
             if reply is None:
+                OUTCOMES.labels(self.job.model, "no_worker").inc()
                 raise no_worker_error(self.job.model, self.first_timeout)
+            FIRST_REPLY_SECONDS.labels(self.job.model).observe(asyncio.get_running_loop().time() - self._published_at)
             self._first = reply
         return self._first
 
@@ -114,6 +128,7 @@ class WorkerCall:
                 return
             reply = await self._next(self.idle_timeout)
         self.finished = True
+        OUTCOMES.labels(self.job.model, "worker_lost").inc()
         await self.cancel()
         yield ResponseErrored(response_id=self.job.response_id, code="worker_lost",
                               message=f"The model worker stopped answering for {self.idle_timeout:g} seconds.")

@@ -10,12 +10,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from services.inference_router.loras import LoraReadModel, LoraView, view_from
 from shared.bus.base import Delivery
 from shared.clients.registry import RegistryClient
 from shared.contracts.errors import ServiceUnavailable
 from shared.contracts.messages import LoraCreated, LoraDeleted, LoraUpdated, LoraValidationFinished
 from shared.logging import get_logger
-from services.inference_router.loras import LoraReadModel, LoraView, view_from
 
 log = get_logger("inference_router.loras")
 FetchListing = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -52,7 +52,7 @@ class LoraDirectory:
                 log.info("lora read model loaded", loras=len(self.model.by_id))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- whatever the registry's trouble, retry it later
                 log.warning("lora listing not available yet", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)

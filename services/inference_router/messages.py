@@ -9,14 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.contracts.inference import AnthropicMessage, AnthropicTextBlock, AnthropicUsage, MessagesRequest
-from shared.contracts.messages import ResponseErrored, ResponseFinished
-from shared.http.requests import json_response, org_id, read_model
 from services.inference_router.admission import admit, build_job
 from services.inference_router.context import RouterContext, new_id
 from services.inference_router.dispatch import run_to_end
 from services.inference_router.sse import frame, relay
 from services.inference_router.translate import messages_request
+from shared.contracts.inference import AnthropicMessage, AnthropicTextBlock, AnthropicUsage, MessagesRequest
+from shared.contracts.messages import ResponseErrored, ResponseFinished
+from shared.http.requests import json_response, org_id, read_model
 
 
 def stop_reason(finished: ResponseFinished) -> str:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.inference_router.constraints import model_not_found
 from shared.catalogue.catalogue import ModelEntry
 from shared.contracts.inference import ModelObject
 from shared.http.keys import PLATFORM
 from shared.http.requests import json_response
-from services.inference_router.constraints import model_not_found
 
 
 def model_object(entry: ModelEntry) -> ModelObject:

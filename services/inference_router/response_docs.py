@@ -10,7 +10,11 @@ import time
 from typing import Any
 
 from shared.contracts.inference import (
-    OutputMessage, OutputText, ResponseErrorBody, ResponseObject, ResponseUsage,
+    OutputMessage,
+    OutputText,
+    ResponseErrorBody,
+    ResponseObject,
+    ResponseUsage,
 )
 from shared.contracts.messages import ChatMessage, ResponseStatusChanged
 

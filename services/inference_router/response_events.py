@@ -4,10 +4,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from services.inference_router.context import RouterContext
 from shared.bus.base import Delivery
 from shared.contracts.messages import ResponseStatusChanged
 from shared.logging import get_logger
-from services.inference_router.context import RouterContext
 
 log = get_logger("inference_router.response_events")
 SWEEP_INTERVAL_SECONDS = 30.0

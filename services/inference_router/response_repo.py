@@ -11,9 +11,9 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from services.inference_router.response_docs import ACTIVE, document_from_event, fold
 from shared.contracts.messages import ResponseStatusChanged
 from shared.logging import get_logger
-from services.inference_router.response_docs import ACTIVE, document_from_event, fold
 
 log = get_logger("inference_router.responses")
 FOLD_ATTEMPTS = 5

@@ -8,11 +8,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.bus.base import BusError
-from shared.contracts.errors import BadRequest, NotFound, ServiceUnavailable
-from shared.contracts.inference import ResponseCreateRequest
-from shared.http.requests import json_response, org_id, read_model
-from shared.logging import get_logger
 from services.inference_router.admission import Admitted, admit, build_job
 from services.inference_router.context import RouterContext, new_id
 from services.inference_router.dispatch import run_to_end
@@ -20,6 +15,12 @@ from services.inference_router.response_docs import ACTIVE, finished_changes, ne
 from services.inference_router.responses_stream import ResponsesEventWriter
 from services.inference_router.sse import relay
 from services.inference_router.translate import responses_request
+from shared.bus.base import BusError
+from shared.contracts.errors import BadRequest, NotFound, ServiceUnavailable
+from shared.contracts.inference import ResponseCreateRequest
+from shared.contracts.messages import ResponseFinished
+from shared.http.requests import json_response, org_id, read_model
+from shared.logging import get_logger
 
 log = get_logger("inference_router.responses")
 
@@ -31,6 +32,12 @@ def _document(body: ResponseCreateRequest, admitted: Admitted, response_id: str,
         lora_id=admitted.lora.id if admitted.lora else None, background=bool(body.background),
         instructions=body.instructions, metadata=admitted.metadata, max_output_tokens=body.max_output_tokens,
         temperature=body.temperature, top_p=body.top_p, completion_window=admitted.window, deadline=deadline)
+
+
+def _ended(doc: dict, finished: ResponseFinished) -> dict:
+    return {**doc, **finished_changes(output_text=finished.output_text, finish_reason=finished.finish_reason,
+                                      prompt_tokens=finished.prompt_tokens,
+                                      completion_tokens=finished.completion_tokens)}
 
 
 async def _store(router: RouterContext, doc: dict) -> None:
@@ -56,12 +63,9 @@ async def create_response(router: RouterContext, request: web.Request) -> web.St
             writer = ResponsesEventWriter(render(doc))
             streamed = await relay(request, call, writer)
             if writer.finished and body.store is not False:
-                await _store(router, {**doc, **finished_changes(**writer.finished.model_dump(
-                    include={"output_text", "finish_reason", "prompt_tokens", "completion_tokens"}))})
+                await _store(router, _ended(doc, writer.finished))
             return streamed
-        finished = await run_to_end(call)
-    doc.update(finished_changes(output_text=finished.output_text, finish_reason=finished.finish_reason,
-                                prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens))
+        doc = _ended(doc, await run_to_end(call))
     if body.store is not False:
         await _store(router, doc)
     return json_response(render(doc))

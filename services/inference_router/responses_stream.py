@@ -11,12 +11,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.contracts.inference import (
-    OutputMessage, OutputText, ResponseErrorBody, ResponseObject, ResponseUsage,
-)
-from shared.contracts.messages import ResponseErrored, ResponseFinished
 from services.inference_router.response_docs import message_id
 from services.inference_router.sse import frame
+from shared.contracts.inference import (
+    OutputMessage,
+    OutputText,
+    ResponseErrorBody,
+    ResponseObject,
+    ResponseUsage,
+)
+from shared.contracts.messages import ResponseErrored, ResponseFinished
 
 
 class ResponsesEventWriter:

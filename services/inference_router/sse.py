@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from services.inference_router.dispatch import WorkerCall, worker_error
 from shared.contracts.messages import ResponseDelta, ResponseErrored, ResponseFinished
 from shared.logging import get_logger
-from services.inference_router.dispatch import WorkerCall, worker_error
 
 log = get_logger("inference_router.sse")
 DONE = b"data: [DONE]\n\n"
@@ -66,7 +66,6 @@ async def relay(request: web.Request, call: WorkerCall, writer: EventWriter) -> 
                 log.warning("stream ended by a worker error", code=reply.code, response_id=reply.response_id)
                 await _send(response, writer.fail(reply))
         await response.write_eof()
-    except ConnectionResetError:
-        call.finished = False  # the client left mid-stream: leaving the call cancels the job
+    except ConnectionResetError:  # the client left: leaving the unfinished call cancels its job
         log.info("client went away mid-stream", response_id=call.job.response_id)
     return response

@@ -9,7 +9,10 @@ from typing import Any
 
 from shared.contracts.errors import BadRequest
 from shared.contracts.inference import (
-    ChatCompletionRequest, MessagesRequest, ResponseCreateRequest, TextPart,
+    ChatCompletionRequest,
+    MessagesRequest,
+    ResponseCreateRequest,
+    TextPart,
 )
 from shared.contracts.messages import ChatMessage, SamplingParams
 

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from services.validator import codes
 from services.validator.codes import Problems
 from services.validator.config_rules import AdapterConfig
-from services.validator.keys import EXPERTS_CONTAINER, KeyProblem, LoraKey, layer_of, parse_key, resolve_module
+from services.validator.keys import (
+    EXPERTS_CONTAINER,
+    KeyProblem,
+    LoraKey,
+    layer_of,
+    parse_key,
+    resolve_module,
+)
 from shared.catalogue.catalogue import PEFT_KEY_ROOT, ModelEntry
 from shared.catalogue.shapes import Group, ModuleKind, TargetModule
 from shared.safetensors_header import SafetensorsHeader, TensorEntry

@@ -15,7 +15,13 @@ from services.validator.codes import Problems
 from services.validator.features import check_features
 from services.validator.regexes import UnsafePattern, compile_pattern, peft_pattern_key
 from services.validator.targeting import (
-    ALL_LINEAR, NOTHING, NameMatcher, Targeting, module_templates, parameter_templates, regex_matches_any,
+    ALL_LINEAR,
+    NOTHING,
+    NameMatcher,
+    Targeting,
+    module_templates,
+    parameter_templates,
+    regex_matches_any,
     unknown_entries,
 )
 from shared.catalogue.catalogue import ModelEntry

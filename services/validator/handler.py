@@ -20,7 +20,11 @@ from services.validator.validate import validate_adapter
 from shared.bus.base import Bus, DeadLetter, Delivery
 from shared.catalogue.catalogue import Catalogue, ModelEntry
 from shared.contracts.messages import (
-    SEQ_RUNNING, SEQ_VALIDATOR_FAILED, RunGpuValidation, ValidateAdapter, ValidationStatusChanged,
+    SEQ_RUNNING,
+    SEQ_VALIDATOR_FAILED,
+    RunGpuValidation,
+    ValidateAdapter,
+    ValidationStatusChanged,
 )
 from shared.logging import correlation_id, get_logger
 from shared.safetensors_header import parse_fetched

@@ -9,7 +9,7 @@ one's names. So with both targeted, gate_up is `mlp.experts.base_layer.lora_*` a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from services.validator import codes
 from shared.catalogue.shapes import FUSED_EXPERT_PARAMS, ModuleKind, ModuleShapes, TargetModule
@@ -27,8 +27,7 @@ class KeyProblem(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class LoraKey:
+class LoraKey(NamedTuple):
     name: str  # the tensor name as saved
     prefix: str  # the accepted key prefix it starts with
     module_path: str  # the wrapped module relative to the prefix, without `.base_layer`s

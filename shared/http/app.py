@@ -10,6 +10,7 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.contracts.openapi import document as openapi_document
 from shared.http.keys import PLATFORM
 from shared.http.middleware import (
     auth_middleware,
@@ -50,6 +51,10 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready" if ok else "not_ready", "checks": results}, status=200 if ok else 503)
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -76,6 +81,7 @@ def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi, allow_head=False)
     app.cleanup_ctx.append(platform_lifecycle(platform))
     for part in parts:
         app.router.add_routes(part.routes)

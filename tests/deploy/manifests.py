@@ -38,7 +38,8 @@ def render(overlay_dir: Path) -> list[dict]:
         raise KubectlMissing(
             "kubectl is not on PATH: the deploy tests render k8s/overlays with `kubectl kustomize` "
             "(kubectl >= 1.27 bundles kustomize v5); install kubectl to run them")
-    done = subprocess.run([kubectl, "kustomize", str(overlay_dir)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([kubectl, "kustomize", str(overlay_dir)], check=False, capture_output=True,
+                          text=True, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {overlay_dir} failed:\n{done.stderr}")
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
@@ -125,3 +126,20 @@ def referenced_config_maps(workload: dict) -> set[str]:
     for container in containers(workload):
         names |= {e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e}
     return names
+
+
+def custom_resource_secrets(doc: dict) -> set[str]:
+    """Secrets the operators' custom resources and the Ingress read."""
+    spec = doc.get("spec", {})
+    if doc["kind"] == "RabbitmqCluster":
+        template = spec.get("override", {}).get("statefulSet", {}).get("spec", {}).get("template", {})
+        return referenced_secrets({"spec": {"template": {"spec": {"containers": [], **template.get("spec", {})}}}})
+    if doc["kind"] == "MongoDBCommunity":
+        return {u["passwordSecretRef"]["name"] for u in spec.get("users", [])}
+    if doc["kind"] == "Tenant":
+        return {spec["configuration"]["name"], *(u["name"] for u in spec.get("users", []))}
+    if doc["kind"] == "TriggerAuthentication":
+        return {r["name"] for r in spec.get("secretTargetRef", [])}
+    if doc["kind"] == "Ingress":
+        return {t["secretName"] for t in spec.get("tls", [])}
+    return set()

@@ -1,8 +1,8 @@
 """Every overlay renders, and every object in it is valid for Kubernetes 1.33 (strict)."""
 from __future__ import annotations
 
-import pytest
 import kubernetes_validate
+import pytest
 
 from tests.deploy import crds
 from tests.deploy.manifests import OVERLAYS

@@ -7,16 +7,29 @@ import pytest
 from shared.composition import HTTP_SERVICES
 from shared.settings import Settings
 from tests.deploy.manifests import (
-    HTTP_PORT, OVERLAYS, PUBLIC_ROUTES, WORKLOAD_KINDS, containers, http_services, named, of_kind, pod_labels,
-    pod_spec, referenced_config_maps, referenced_secrets, selects,
+    HTTP_PORT,
+    OVERLAYS,
+    PUBLIC_ROUTES,
+    WORKLOAD_KINDS,
+    containers,
+    custom_resource_secrets,
+    http_services,
+    named,
+    of_kind,
+    pod_labels,
+    pod_spec,
+    referenced_config_maps,
+    referenced_secrets,
+    selects,
 )
 
 SETTINGS_ENV = {f"LORASERVE_{name.upper()}" for name in Settings.model_fields}
 # Secrets prod reads from outside the repository (README: "Secrets"); dev generates all of its own.
 EXTERNAL_SECRETS = {
     "dev": set(),
-    "prod": {"loraserve-credentials", "loraserve-api-keys", "loraserve-rabbitmq-users",
-             "loraserve-keda-rabbitmq", "mongodb-admin-loraserve"},
+    "prod": {"loraserve-credentials", "loraserve-api-keys", "loraserve-rabbitmq-users", "loraserve-keda-rabbitmq",
+             "loraserve-mongodb-password", "loraserve-minio-env", "loraserve-minio-user",
+             "mongodb-admin-loraserve", "loraserve-tls"},  # the last two: written by the operator, cert-manager
 }
 
 
@@ -81,6 +94,43 @@ def test_the_checks_catch_a_pod_that_runs_as_root_without_probes(rendered):
     assert any("readinessProbe is not GET /readyz" in p for p in problems)
 
 
+RESTRICTED_VOLUMES = {"emptyDir", "configMap", "secret", "projected", "persistentVolumeClaim", "downwardAPI"}
+
+
+def restricted_problems(workload: dict) -> list[str]:
+    """The `restricted` Pod Security Standard: what admission rejects in a namespace that enforces it."""
+    spec, problems = pod_spec(workload), []
+    pod_security = spec.get("securityContext", {})
+    for container in containers(workload):
+        security = {**pod_security, **container.get("securityContext", {})}
+        if not security.get("runAsNonRoot") or security.get("runAsUser") == 0:
+            problems.append(f"{container['name']}: runAsNonRoot")
+        if security.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{container['name']}: seccompProfile")
+        if security.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{container['name']}: allowPrivilegeEscalation")
+        if security.get("capabilities", {}).get("drop") != ["ALL"]:
+            problems.append(f"{container['name']}: capabilities")
+    for volume in spec.get("volumes", []):
+        if not set(volume) - {"name"} <= RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume['name']}")
+    return problems
+
+
+def test_every_pod_in_the_dev_namespace_passes_its_restricted_admission(rendered):
+    docs = rendered("dev")
+    namespace = of_kind(docs, "Namespace")[0]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    workloads = [w for kind in WORKLOAD_KINDS for w in of_kind(docs, kind)]
+    assert {w["kind"] for w in workloads} >= {"Deployment", "StatefulSet"}
+    assert [f"{_name(w)}: {p}" for w in workloads for p in restricted_problems(w)] == []
+
+
+def test_loraserve_pods_in_prod_meet_the_restricted_standard(rendered):
+    deployments = of_kind(rendered("prod"), "Deployment")
+    assert [f"{_name(d)}: {p}" for d in deployments for p in restricted_problems(d)] == []
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_deployment_has_a_pdb_and_its_own_service_account(rendered, overlay):
     docs = rendered(overlay)
@@ -125,7 +175,7 @@ def test_every_secret_and_config_map_a_pod_needs_is_there_or_documented(rendered
     docs = rendered(overlay)
     workloads = [w for kind in WORKLOAD_KINDS for w in of_kind(docs, kind)]
     secrets = set().union(*(referenced_secrets(w) for w in workloads))
-    secrets |= {r["name"] for t in of_kind(docs, "TriggerAuthentication") for r in t["spec"]["secretTargetRef"]}
+    secrets |= set().union(*(custom_resource_secrets(d) for d in docs))
     config_maps = set().union(*(referenced_config_maps(w) for w in workloads))
     assert secrets - {s["metadata"]["name"] for s in of_kind(docs, "Secret")} == EXTERNAL_SECRETS[overlay]
     assert config_maps <= {c["metadata"]["name"] for c in of_kind(docs, "ConfigMap")}

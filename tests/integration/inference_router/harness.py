@@ -13,17 +13,22 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
+from services.inference_router.app import part_for, router_from
+from services.inference_router.context import RouterContext
 from shared.bus.base import Delivery
 from shared.composition import build_platform
 from shared.contracts import topology
 from shared.contracts.messages import (
-    AdapterRef, CancelResponse, GenerateResponse, ResponseDelta, ResponseFinished, ResponseStatusChanged,
+    AdapterRef,
+    CancelResponse,
+    GenerateResponse,
+    ResponseDelta,
+    ResponseFinished,
+    ResponseStatusChanged,
 )
 from shared.http.app import create_app
 from shared.platform import Platform
 from shared.settings import Settings
-from services.inference_router.app import part_for, router_from
-from services.inference_router.context import RouterContext
 
 TINY = "loraserve/kimi-k2-tiny"
 TINY_SLUG = "kimi-k2-tiny"
@@ -140,8 +145,9 @@ def default_loras() -> dict[str, dict]:
     }
 
 
-async def start_stack(tmp_path, *, timeout: float = 5.0, worker: bool = True, **worker_options) -> Stack:
-    settings = Settings(data_dir=tmp_path, sync_request_timeout_seconds=timeout)
+async def start_stack(tmp_path, *, timeout: float = 5.0, worker: bool = True, amqp_url: str | None = None,
+                      **worker_options) -> Stack:
+    settings = Settings(data_dir=tmp_path, sync_request_timeout_seconds=timeout, amqp_url=amqp_url)
     platform = build_platform(settings, source="test/router")
     router = router_from(platform)
     loras = default_loras()

@@ -6,8 +6,10 @@ import anthropic
 import openai
 import pytest
 
+from services.inference_router.response_events import expire_once
+from shared.contracts import topology
 from shared.contracts.messages import ChatMessage, ResponseStatusChanged
-from tests.integration.inference_router.harness import TINY, start_stack, wait_for
+from tests.integration.inference_router.harness import TINY, TINY_SLUG, start_stack, wait_for
 
 HELLO = [{"role": "user", "content": "one two three four five"}]
 
@@ -80,9 +82,9 @@ async def test_a_client_that_goes_away_cancels_its_job(tmp_path):
     stack = await start_stack(tmp_path, delta_pause=0.05)
     try:
         body = {"model": TINY, "messages": [{"role": "user", "content": "word " * 40}], "stream": True}
-        async with aiohttp.ClientSession(headers={"x-api-key": stack.keys["org-a"]}) as session:
-            async with session.post(stack.url("/v1/chat/completions"), json=body) as response:
-                await response.content.readline()
+        async with aiohttp.ClientSession(headers={"x-api-key": stack.keys["org-a"]}) as session, \
+                session.post(stack.url("/v1/chat/completions"), json=body) as response:
+            await response.content.readline()
         await wait_for(lambda: len(stack.worker.cancels) == 1)
         assert stack.worker.cancels[0].response_id == stack.worker.jobs[0].response_id
     finally:
@@ -93,8 +95,8 @@ async def test_validation_responses_are_stored_from_their_events(tmp_path):
     stack = await start_stack(tmp_path)
     try:
         bus, lora_id = stack.platform.bus, stack.loras["funny"]["lora"]["id"]
-        common = dict(response_id="resp_validation1", org_id="org-a", model=TINY, lora_id=lora_id,
-                      input=[ChatMessage(role="user", content="validate me")])
+        common = {"response_id": "resp_validation1", "org_id": "org-a", "model": TINY, "lora_id": lora_id,
+                  "input": [ChatMessage(role="user", content="validate me")]}
         await bus.publish(ResponseStatusChanged(**common, status="completed", seq=2, output_text="fine",
                                                 prompt_tokens=3, completion_tokens=1), source="test/worker")
         await bus.publish(ResponseStatusChanged(**common, status="in_progress", seq=1), source="test/worker")
@@ -104,5 +106,34 @@ async def test_validation_responses_are_stored_from_their_events(tmp_path):
         assert response.usage.total_tokens == 4
         with pytest.raises(openai.NotFoundError):
             await oai(stack, "org-b").responses.retrieve("resp_validation1")
+    finally:
+        await stack.close()
+
+
+async def test_background_responses_survive_a_router_restart(tmp_path):
+    first = await start_stack(tmp_path, worker=False)
+    created = await oai(first).responses.create(model=TINY, input="later", background=True)
+    await first.close()
+    second = await start_stack(tmp_path, worker=False)
+    try:
+        second.keys = first.keys
+        assert (await oai(second).responses.retrieve(created.id)).status == "queued"
+    finally:
+        await second.close()
+
+
+async def test_a_background_response_past_its_deadline_fails(tmp_path):
+    stack = await start_stack(tmp_path, worker=False)
+    try:
+        worker = stack.worker
+        await stack.platform.bus.subscribe(topology.cancels_exchange(TINY_SLUG), [""], worker.on_cancel)
+        created = await oai(stack).responses.create(
+            model=TINY, input="later", background=True, metadata={"completion_window": "flex"})
+        doc = await stack.router.responses.get("org-a", created.id)
+        assert await expire_once(stack.router, now=doc["deadline"] - 1) == 0
+        assert await expire_once(stack.router, now=doc["deadline"] + 1) == 1
+        expired = await oai(stack).responses.retrieve(created.id)
+        assert expired.status == "failed" and expired.error.code == "deadline_exceeded"
+        await wait_for(lambda: [c.response_id for c in worker.cancels] == [created.id])
     finally:
         await stack.close()

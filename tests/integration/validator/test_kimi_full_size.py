@@ -7,7 +7,7 @@ from shared.contracts.messages import RunGpuValidation
 from tests.integration.validator.conftest import job
 from tests.unit.validator.adapters import kimi_config, kimi_shapes, safetensors_bytes
 
-KIMI_JOB = dict(model="moonshotai/Kimi-K2.6", slug="kimi-k2-6")
+KIMI_JOB = {"model": "moonshotai/Kimi-K2.6", "slug": "kimi-k2-6"}
 WRONG = "base_model.model.language_model.model.layers.42.mlp.experts.311.up_proj.lora_A.weight"
 
 

@@ -12,3 +12,14 @@ def adapter_dirs(tmp_path_factory):
         "explicit_linears": support.explicit_linears(root / "explicit_linears"),
         "per_expert": support.per_expert(root / "per_expert"),
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The tiny model is all overhead: one thread is fastest, and much faster on a busy machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from services.inference_router.constraints import (
-    check_lora_usable, routing_of, validate_metadata,
+    check_lora_usable,
+    routing_of,
+    validate_metadata,
 )
 from services.inference_router.loras import LoraView, ValidationView
 from shared.contracts.errors import BadRequest

@@ -10,7 +10,12 @@ from shared.bus.inprocess import InProcessBus
 from shared.contracts import topology
 from shared.contracts.errors import BadRequest, InternalError, ServiceUnavailable
 from shared.contracts.messages import (
-    CancelResponse, ChatMessage, GenerateResponse, ResponseDelta, ResponseErrored, ResponseFinished,
+    CancelResponse,
+    ChatMessage,
+    GenerateResponse,
+    ResponseDelta,
+    ResponseErrored,
+    ResponseFinished,
 )
 
 SLUG = "kimi-k2-tiny"

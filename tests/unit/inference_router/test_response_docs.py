@@ -1,14 +1,15 @@
 """Folding status events into a stored Response: any duplication and order gives the same document."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.inference_router.response_docs import document_from_event, fold, new_document, render
 from shared.contracts.messages import ChatMessage, ResponseStatusChanged
 
-AT = datetime(2026, 11, 27, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 27, tzinfo=UTC)
 
 
 def event(status, seq, **fields):

@@ -133,21 +133,21 @@ def kimi_shapes(rank: int = 32, layers: range | None = None, fused_layers: froze
 
 ATTENTION = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"]
 RECIPES = {
-    "all_linear": dict(r=4, lora_alpha=8, target_modules="all-linear"),
-    "all_linear_max_rank": dict(r=64, lora_alpha=64, target_modules="all-linear"),  # fused gate_up at 128
-    "attention": dict(r=8, lora_alpha=16, target_modules=ATTENTION),
-    "regex": dict(r=8, lora_alpha=16, target_modules=r".*\.(q_b_proj|o_proj)"),
-    "mlp_and_shared": dict(r=8, lora_alpha=16, target_modules=["q_a_proj", "gate_proj", "up_proj", "down_proj",
-                                                                "shared_experts.gate_proj"]),
-    "target_parameters": dict(r=8, lora_alpha=16, target_modules=[],
-                              target_parameters=["gate_up_proj", "down_proj", "gate.weight"]),
-    "gate_up_only": dict(r=8, lora_alpha=16, target_modules=[], target_parameters=["gate_up_proj"]),
-    "down_only": dict(r=8, lora_alpha=16, target_modules=[], target_parameters=["down_proj"]),
-    "rank_over_max": dict(r=65, lora_alpha=65, target_modules=ATTENTION),
-    "rank_pattern_over_max": dict(r=8, target_modules=ATTENTION, rank_pattern={"q_b_proj": 65}),
-    "dora": dict(r=8, target_modules=ATTENTION, use_dora=True),
-    "lora_bias": dict(r=8, target_modules=ATTENTION, lora_bias=True),
-    "modules_to_save": dict(r=8, target_modules=ATTENTION, modules_to_save=["lm_head"]),
+    "all_linear": {"r": 4, "lora_alpha": 8, "target_modules": "all-linear"},
+    "all_linear_max_rank": {"r": 64, "lora_alpha": 64, "target_modules": "all-linear"},  # fused gate_up at 128
+    "attention": {"r": 8, "lora_alpha": 16, "target_modules": ATTENTION},
+    "regex": {"r": 8, "lora_alpha": 16, "target_modules": r".*\.(q_b_proj|o_proj)"},
+    "mlp_and_shared": {"r": 8, "lora_alpha": 16, "target_modules": ["q_a_proj", "gate_proj", "up_proj", "down_proj",
+                                                                "shared_experts.gate_proj"]},
+    "target_parameters": {"r": 8, "lora_alpha": 16, "target_modules": [],
+                              "target_parameters": ["gate_up_proj", "down_proj", "gate.weight"]},
+    "gate_up_only": {"r": 8, "lora_alpha": 16, "target_modules": [], "target_parameters": ["gate_up_proj"]},
+    "down_only": {"r": 8, "lora_alpha": 16, "target_modules": [], "target_parameters": ["down_proj"]},
+    "rank_over_max": {"r": 65, "lora_alpha": 65, "target_modules": ATTENTION},
+    "rank_pattern_over_max": {"r": 8, "target_modules": ATTENTION, "rank_pattern": {"q_b_proj": 65}},
+    "dora": {"r": 8, "target_modules": ATTENTION, "use_dora": True},
+    "lora_bias": {"r": 8, "target_modules": ATTENTION, "lora_bias": True},
+    "modules_to_save": {"r": 8, "target_modules": ATTENTION, "modules_to_save": ["lm_head"]},
 }
 
 

@@ -3,6 +3,8 @@ and never crashes on hostile input."""
 import asyncio
 import json
 import struct
+import subprocess
+import sys
 
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -110,3 +112,8 @@ def test_fuzzed_files_never_crash_and_read_within_the_cap(data, extra, declared)
         fetched = asyncio.run(sh.read_header(reader, len(blob) + extra, max_header_bytes=SMALL_CAP))
         assert {p.code for p in fetched.problems} <= HEADER_CODES
         assert len(reader.reads) <= 2 and sum(n for _, n in reader.reads) <= sh.PREFIX_BYTES + SMALL_CAP
+
+
+def test_the_validator_service_does_not_import_torch():
+    code = "import sys, services.validator.app; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

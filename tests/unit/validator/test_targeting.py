@@ -50,7 +50,8 @@ def test_regex_that_matches_nothing_is_unknown():
     assert problems.result_code == codes.TARGET_MODULE_UNKNOWN
 
 
-@pytest.mark.parametrize("regex", [r"(a+)+$", r"(.*a){12}", r"([a-z]+)*_proj", "[unclosed", "x" * 1001])
+@pytest.mark.parametrize("regex", [r"(a+)+$", r"(.*a){12}", r"([a-z]+)*_proj", ".*a.*b.*c.*d.*e", "[unclosed",
+                                   "x" * 1001])
 def test_unsafe_or_invalid_regexes_are_refused_before_running(regex):
     problems = validate(with_config(recipe("attention"), target_modules=regex))
     assert problems.codes() == [codes.TARGET_MODULES_INVALID]
@@ -76,7 +77,7 @@ def test_rank_pattern_first_match_sets_a_module_rank():
 
 
 def test_only_gate_up_may_use_twice_the_max_rank():
-    config = dict(rank_pattern={r".*\.gate_up_proj": 128, "q_a_proj": 128})
+    config = {"rank_pattern": {r".*\.gate_up_proj": 128, "q_a_proj": 128}}
     problems = validate(with_config(recipe("all_linear"), **config))
     assert codes.RANK_PATTERN_EXCEEDS_MAX in problems.codes()
     assert "q_a_proj" in problems.result_message() and "gate_up_proj'" not in problems.result_message()

@@ -77,3 +77,10 @@ def test_full_paths_under_the_multimodal_wrapper_resolve():
     assert not validate(kimi_config(target_modules=paths), shapes)
     assert validate(kimi_config(target_modules=[p.replace("0", "61") for p in paths]), shapes).result_code == \
         codes.TARGET_MODULE_UNKNOWN
+
+
+def test_thousands_of_problems_are_counted_and_the_message_stays_bounded():
+    problems = validate(kimi_config(rank=16), kimi_shapes(rank=32, layers=range(3)))
+    assert set(problems.codes()) == {codes.RANK_MISMATCH} and problems.total == 3 * 5 + 3 + 2 * (3 + 384 * 3)
+    message = problems.result_message()
+    assert len(message) <= 4000 and message.endswith(f"... and {problems.total - 25} more problems")

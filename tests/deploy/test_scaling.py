@@ -1,0 +1,96 @@
+"""One worker pool per catalogue model, scaled by KEDA on that model's queues (never by an HPA);
+the HTTP services scaled by HPAs in prod; GPU pools placed on GPU nodes."""
+from __future__ import annotations
+
+import pytest
+
+from shared.catalogue.catalogue import load_catalogue
+from shared.contracts.topology import gpu_validation_queue, inference_queue
+from tests.deploy.manifests import OVERLAYS, containers, http_services, named, of_kind, pod_spec, workers
+
+CATALOGUE = load_catalogue()
+
+
+def _scaled_objects_for(docs: list[dict], deployment: dict) -> list[dict]:
+    return [s for s in of_kind(docs, "ScaledObject")
+            if s["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+            and s["spec"]["scaleTargetRef"].get("kind", "Deployment") == "Deployment"]
+
+
+def _hpa_targets(docs: list[dict]) -> set[str]:
+    return {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_catalogue_model_has_one_pool_named_from_its_slug(rendered, overlay):
+    pools = {d["metadata"]["labels"]["loraserve.io/model"]: d for d in workers(rendered(overlay))}
+    assert sorted(pools) == sorted(CATALOGUE.slugs())
+    for model in CATALOGUE.models:
+        pool = pools[model.slug]
+        assert pool["metadata"]["name"] == f"worker-{model.slug}"
+        assert containers(pool)[0]["args"] == ["worker", "--model", model.id]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pool_scales_on_its_own_queues_over_http_and_never_by_hpa(rendered, overlay):
+    docs = rendered(overlay)
+    for pool in workers(docs):
+        slug = pool["metadata"]["labels"]["loraserve.io/model"]
+        scaled = _scaled_objects_for(docs, pool)
+        assert [s["metadata"]["name"] for s in scaled] == [f"worker-{slug}"]
+        triggers = scaled[0]["spec"]["triggers"]
+        assert {t["type"] for t in triggers} == {"rabbitmq"}
+        # http counts unacknowledged (in-flight) jobs too; amqp would scale a busy pool in
+        assert {t["metadata"]["protocol"] for t in triggers} == {"http"}
+        assert {t["metadata"]["mode"] for t in triggers} == {"QueueLength"}
+        assert sorted(t["metadata"]["queueName"] for t in triggers) == sorted(
+            [inference_queue(slug), gpu_validation_queue(slug)])
+        assert pool["metadata"]["name"] not in _hpa_targets(docs)
+        assert "replicas" not in pool["spec"], "a fixed replica count fights KEDA on every apply"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_trigger_authenticates_with_a_host_secret(rendered, overlay):
+    docs = rendered(overlay)
+    for scaled in of_kind(docs, "ScaledObject"):
+        for trigger in scaled["spec"]["triggers"]:
+            auth = named(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+            assert "host" in {r["parameter"] for r in auth["spec"]["secretTargetRef"]}
+            assert "host" not in trigger["metadata"], "credentials belong in the TriggerAuthentication"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pools_of_models_served_in_process_are_never_paused(rendered, overlay):
+    # (the Kimi-K2.6 pool is paused at zero until its distributed engine exists)
+    docs = rendered(overlay)
+    for model in CATALOGUE.models:
+        scaled = named(docs, "ScaledObject", f"worker-{model.slug}")
+        annotations = scaled["metadata"].get("annotations", {})
+        if model.engine == "local":
+            assert not {"autoscaling.keda.sh/paused", "autoscaling.keda.sh/paused-replicas"} & set(annotations)
+
+
+def test_prod_scales_every_http_service_with_an_hpa(rendered):
+    docs = rendered("prod")
+    services = {d["metadata"]["name"] for d in http_services(docs)}
+    assert _hpa_targets(docs) == services
+    assert [d["metadata"]["name"] for d in http_services(docs) if "replicas" in d["spec"]] == []
+
+
+def test_prod_puts_gpu_pools_on_gpu_nodes(rendered):
+    gpu_pools = [p for p in workers(rendered("prod"))
+                 if "nvidia.com/gpu" in containers(p)[0]["resources"].get("limits", {})]
+    assert gpu_pools, "the Kimi-K2.6 pool needs GPUs"
+    for pool in gpu_pools:
+        spec, resources = pod_spec(pool), containers(pool)[0]["resources"]
+        assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"]
+        assert any(t["key"] == "nvidia.com/gpu" for t in spec.get("tolerations", []))
+        assert spec.get("nodeSelector"), "GPU pools must be pinned to GPU nodes"
+        assert pool["metadata"]["labels"]["loraserve.io/accelerator"] == "nvidia-gpu"
+
+
+def test_cpu_pools_never_request_gpus(rendered):
+    for pool in workers(rendered("prod")):
+        if CATALOGUE.by_slug(pool["metadata"]["labels"]["loraserve.io/model"]).engine == "local":
+            assert "nvidia.com/gpu" not in containers(pool)[0]["resources"]["limits"]
+            assert not pod_spec(pool).get("tolerations")
