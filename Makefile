@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_PATHS := tests/unit tests/integration tests/e2e tests/deploy
 
-.PHONY: setup dev test bench reliability lint demo rabbitmq clean
+.PHONY: setup dev test bench reliability lint demo rabbitmq tools clean
 
 setup: $(STAMP)
 
@@ -17,13 +17,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+tools:
+	bash deploy/ensure-tools.sh
+
 rabbitmq:
 	bash deploy/ensure-rabbitmq.sh
 
 dev: setup
 	$(VENV)/bin/loraserve dev
 
-test: setup rabbitmq
+test: setup rabbitmq tools
 	$(PY) -m pytest -q $(wildcard $(TEST_PATHS))
 
 bench: setup rabbitmq

@@ -36,7 +36,8 @@ def train_phrase_adapter(model_dir: str | Path, prompt: str, phrase: str, out_di
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # peft warns about fused-expert rank patterns it does apply
-            peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target_modules))
+            peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target_modules,
+                                                                  task_type="CAUSAL_LM"))
         ids, labels = phrase_example(tokenizer, prompt, phrase)
         optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr)
         peft_model.train()

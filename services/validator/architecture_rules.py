@@ -70,7 +70,7 @@ def _adapted_modules(header: SafetensorsHeader, config: AdapterConfig, model: Mo
         try:
             module = resolve_module(first, model.shapes, fused_targets.of(first))
         except KeyProblem as problem:
-            problems.add(problem.code, f"{problem.message} {model.id}")
+            problems.add(problem.code, f"{problem.message} of {model.id}")
             continue
         entry = AdaptedModule(module, first.prefix)
         for key in keys:

@@ -104,6 +104,8 @@ DESCRIPTIONS: dict[str, str] = {
 
 MAX_LISTED = 25
 MAX_MESSAGE_CHARS = 4000
+MAX_LINE_CHARS = 500
+MAX_TAIL_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,15 @@ class Problems:
         return [problem.code for problem in self.listed]
 
     def result_message(self) -> str:
-        lines = [f"{p.code}: {p.message}" for p in self.listed]
-        if self.total > len(self.listed):
-            lines.append(f"... and {self.total - len(self.listed)} more problems")
-        message = "\n".join(lines)
-        return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS - 3] + "..."
+        """One line per problem, in order, within MAX_MESSAGE_CHARS; the last line counts the rest."""
+        lines: list[str] = []
+        used = 0
+        for problem in self.listed:
+            line = f"{problem.code}: {problem.message}"[:MAX_LINE_CHARS]
+            if used + len(line) + 1 > MAX_MESSAGE_CHARS - MAX_TAIL_CHARS:
+                break
+            lines.append(line)
+            used += len(line) + 1
+        if self.total > len(lines):
+            lines.append(f"... and {self.total - len(lines)} more problems")
+        return "\n".join(lines)

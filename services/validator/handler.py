@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from services.validator import codes
+from services.validator import codes, metrics
 from services.validator.codes import Problems
 from services.validator.reading import FetchedHeader, MissingBlob, read_config_bytes, read_weights_header
 from services.validator.validate import validate_adapter
@@ -65,7 +65,9 @@ def _validate_fetched(config_bytes: bytes, fetched: FetchedHeader, model: ModelE
 
 async def handle_validate_adapter(validator: Validator, job: ValidateAdapter) -> None:
     await _publish_status(validator, job, "running", SEQ_RUNNING)
-    problems = await validate_job(validator, job)
+    with metrics.VALIDATION_SECONDS.time():
+        problems = await validate_job(validator, job)
+    metrics.VALIDATIONS.labels(model=job.model, result_code=problems.result_code or "passed").inc()
     if problems:
         log.info("validation.failed", validation_id=job.validation_id, model=job.model,
                  result_code=problems.result_code, problems=problems.total)

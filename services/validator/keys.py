@@ -79,7 +79,7 @@ def resolve_module(key: LoraKey, shapes: ModuleShapes, fused_targets: list[str] 
         module = shapes.resolve(path)
         module = module if module is not None and module.kind is ModuleKind.LINEAR else None
     if module is None:
-        raise KeyProblem(codes.MODULE_UNKNOWN, f"{key.name}: names no LoRA-targetable module of")
+        raise KeyProblem(codes.MODULE_UNKNOWN, f"{key.name}: names no LoRA-targetable module")
     return module
 
 

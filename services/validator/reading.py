@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from services.validator import codes
 from services.validator.config_rules import MAX_CONFIG_BYTES
+from services.validator.metrics import BYTES_READ
 from shared.safetensors_header import HeaderProblem, fetch_header_bytes
 from shared.stores.blobs import BlobNotFound, BlobStore
 
@@ -24,9 +25,11 @@ class FetchedHeader:
 async def read_config_bytes(blobs: BlobStore, key: str) -> bytes:
     """At most one byte past the cap: enough for the config rules to tell it is too large."""
     try:
-        return await blobs.get_range(key, 0, MAX_CONFIG_BYTES + 1)
+        data = await blobs.get_range(key, 0, MAX_CONFIG_BYTES + 1)
     except BlobNotFound:
         raise MissingBlob(codes.CONFIG_MISSING, key) from None
+    BYTES_READ.inc(len(data))
+    return data
 
 
 async def read_weights_header(blobs: BlobStore, key: str) -> FetchedHeader:
@@ -34,7 +37,9 @@ async def read_weights_header(blobs: BlobStore, key: str) -> FetchedHeader:
         size = (await blobs.stat(key)).size
 
         async def read_range(offset: int, length: int) -> bytes:
-            return await blobs.get_range(key, offset, length)
+            data = await blobs.get_range(key, offset, length)
+            BYTES_READ.inc(len(data))
+            return data
 
         return FetchedHeader(await fetch_header_bytes(read_range, size), size)
     except BlobNotFound:

@@ -75,7 +75,8 @@ def train(workdir: Path) -> Path:
     from services.gpu_worker.training import train_phrase_adapter
 
     step(f"export {MODEL} and train a LoRA that answers {PROMPT!r} with {PHRASE!r}")
-    model_dir, adapter_dir = workdir / "model", workdir / "adapter"
+    # a local path ending in the model id is how base_model_name_or_path names a catalogue model
+    model_dir, adapter_dir = workdir / MODEL, workdir / "adapter"
     export_model(MODEL, model_dir)
     train_phrase_adapter(model_dir, PROMPT, PHRASE, adapter_dir)
     return adapter_dir

@@ -1,10 +1,12 @@
 """deploy/compose.yaml: every service and a CPU worker, healthy start order, named volumes, settings the
-services read, credentials that agree across containers, and a gateway routing like the Ingress.
-(`docker-compose config` is not in `make test`: Debian's docker-compose is not on every machine.)"""
+services read, credentials that agree across containers, a gateway routing like the Ingress, and
+Debian's `docker-compose config` accepting the file (`make test` installs docker-compose where missing)."""
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from urllib.parse import urlsplit
 
 import pytest
@@ -138,3 +140,12 @@ def test_the_gateway_routes_like_the_ingress_and_never_internal():
 def test_dependency_images_are_pinned(name):
     image = SERVICES[name]["image"]
     assert ":" in image and not image.endswith(":latest")
+
+
+def test_docker_compose_accepts_the_file_and_names_every_service():
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: `make test` installs it with deploy/ensure-tools.sh"
+    checked = subprocess.run([binary, "-f", str(DEPLOY / "compose.yaml"), "config", "--services"],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    assert set(checked.stdout.split()) == set(SERVICES)

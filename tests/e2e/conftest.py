@@ -17,8 +17,9 @@ def trained_adapter(tmp_path_factory):
     from services.gpu_worker.training import train_phrase_adapter
 
     root = tmp_path_factory.mktemp("adapter")
-    export_model("loraserve/kimi-k2-tiny", root / "model")
-    train_phrase_adapter(root / "model", PROMPT, PHRASE, root / "adapter")
+    model_dir = root / "loraserve" / "kimi-k2-tiny"  # base_model_name_or_path must end in the model id
+    export_model("loraserve/kimi-k2-tiny", model_dir)
+    train_phrase_adapter(model_dir, PROMPT, PHRASE, root / "adapter")
     return root / "adapter"
 
 
