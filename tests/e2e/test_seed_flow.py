@@ -56,7 +56,9 @@ def test_validation_succeeds_and_its_response_is_retrievable(topology, keys, reg
     assert record["status"] == "succeeded"
     client = OpenAI(base_url=topology.url("inference-router") + "/v1", api_key=key)
     response = client.responses.retrieve(record["response_id"])
-    assert response.status == "completed"
+    # the validation request is short: it may stop at its token budget (Responses' "incomplete")
+    assert response.id == record["response_id"] and response.status in ("completed", "incomplete")
+    assert response.model == MODEL and response.output_text
 
 
 def test_the_lora_changes_the_answer(topology, keys, registered):
