@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_file_bytes: int = 100 * GiB
     max_upload_part_bytes: int = 64 * 1024**2
     max_json_body_bytes: int = 4 * 1024**2
+    # a client that sends part of a body and then nothing for this long is cut off with a 408
+    body_idle_timeout_seconds: float = 30.0
     upload_ttl_seconds: int = 3600
     validation_deadline_seconds: int = 1800
     sync_request_timeout_seconds: float = 120.0

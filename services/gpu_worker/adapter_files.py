@@ -15,7 +15,13 @@ from safetensors.torch import load_file
 
 from services.gpu_worker.adapter_layout import convert_adapter
 from services.gpu_worker.adapter_weights import AdapterWeights
-from services.gpu_worker.errors import LOAD_FAILED, RANK_TOO_LARGE, WEIGHTS_NONFINITE, AdapterRejected, Problem
+from services.gpu_worker.errors import (
+    LOAD_FAILED,
+    RANK_TOO_LARGE,
+    WEIGHTS_NONFINITE,
+    AdapterRejected,
+    Problem,
+)
 from services.gpu_worker.lora_config import parse_settings
 from services.gpu_worker.targets import TargetSpec
 

@@ -75,7 +75,7 @@ class EngineLoop:
                 continue
             try:
                 updates = await loop.run_in_executor(self._executor, self.engine.step)
-            except Exception as exc:  # noqa: BLE001 -- one bad step must fail its requests, not the worker
+            except Exception as exc:
                 log.exception("engine_step_failed")
                 updates = await loop.run_in_executor(self._executor, self.engine.abort_all, INTERNAL, str(exc))
                 updates += self._orphans(updates, str(exc))

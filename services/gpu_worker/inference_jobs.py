@@ -7,7 +7,7 @@ job, so every outcome is published before the handler returns.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -46,7 +46,7 @@ async def handle_generate(worker: Worker, delivery: Delivery) -> None:
     if worker.cancels.is_cancelled(job.response_id):
         await _cancelled(job, replies, events)
         return
-    if job.deadline is not None and job.deadline < datetime.now(timezone.utc):
+    if job.deadline is not None and job.deadline < datetime.now(UTC):
         await _failed(replies, events, DEADLINE_EXCEEDED, "The response's completion window passed before it ran.")
         return
     await events.started()
@@ -60,7 +60,7 @@ async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, even
     except AdapterRejected as exc:
         await _failed(replies, events, exc.code, f"The LoRA could not be loaded: {exc.message}")
         return
-    except Exception as exc:  # noqa: BLE001 -- blob store or disk trouble: maybe transient
+    except Exception as exc:
         if retry_on_transient:
             raise  # requeued; a background job is retried from scratch
         log.warning("adapter_unavailable", response_id=job.response_id, error=str(exc))

@@ -19,7 +19,7 @@ from services.gpu_worker.targets import TargetKind
 class LoraContext:
     """What the forward in progress needs: which slot each token uses and how to add the terms."""
 
-    def __init__(self, strategy: str = "masked"):
+    def __init__(self, strategy: str = "gathered"):
         self.plan: TokenPlan | None = None
         self.strategy: Strategy = STRATEGIES[strategy]
 

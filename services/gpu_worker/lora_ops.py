@@ -22,7 +22,7 @@ NO_ADAPTER = -1
 class TokenPlan:
     """Which slot each token of the current forward uses, with what the strategies derive from it."""
 
-    def __init__(self, token_slots: torch.Tensor, num_slots: int, parent: "TokenPlan | None" = None,
+    def __init__(self, token_slots: torch.Tensor, num_slots: int, parent: TokenPlan | None = None,
                  parent_index: torch.Tensor | None = None):
         self.token_slots = token_slots
         self.num_slots = num_slots
@@ -57,7 +57,7 @@ class TokenPlan:
             self._groups = [(slot, (self.token_slots == slot).nonzero().squeeze(1)) for slot in sorted(self.slots)]
         return self._groups
 
-    def subset(self, index: torch.Tensor) -> "TokenPlan":
+    def subset(self, index: torch.Tensor) -> TokenPlan:
         return TokenPlan(self.token_slots.index_select(0, index), self.num_slots, self, index)
 
 

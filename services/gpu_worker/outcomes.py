@@ -8,7 +8,11 @@ from services.gpu_worker.sequence import RequestUpdate
 from services.gpu_worker.worker import Worker
 from shared.bus.base import Delivery
 from shared.contracts.messages import (
-    ChatMessage, ResponseDelta, ResponseErrored, ResponseFinished, ResponseStatusChanged,
+    ChatMessage,
+    ResponseDelta,
+    ResponseErrored,
+    ResponseFinished,
+    ResponseStatusChanged,
 )
 
 SEQ_IN_PROGRESS, SEQ_TERMINAL = 1, 2

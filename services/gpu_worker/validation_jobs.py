@@ -14,7 +14,13 @@ from services.gpu_worker.outcomes import ResponseEvents
 from services.gpu_worker.sequence import RequestUpdate
 from services.gpu_worker.worker import Worker
 from shared.bus.base import DeadLetter, Delivery
-from shared.contracts.messages import SEQ_GPU_DONE, ChatMessage, RunGpuValidation, SamplingParams, ValidationStatusChanged
+from shared.contracts.messages import (
+    SEQ_GPU_DONE,
+    ChatMessage,
+    RunGpuValidation,
+    SamplingParams,
+    ValidationStatusChanged,
+)
 from shared.logging import get_logger
 
 log = get_logger("gpu_worker.validation")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.gpu_worker.adapter_cache import AdapterCache, adapter_key
@@ -34,7 +34,7 @@ GiB = 1024**3
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    engine: EngineOptions = EngineOptions()
+    engine: EngineOptions = field(default_factory=EngineOptions)
     cache_dir: Path = Path(".loraserve/worker-cache")
     disk_cache_bytes: int = 20 * GiB
     cpu_cache_bytes: int = 4 * GiB

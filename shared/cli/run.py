@@ -73,7 +73,7 @@ def cmd_dev(args) -> int:
     configure(production=settings.production)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keys = asyncio.run(seed_dev_keys(settings, args.api_key))
-    base_url = f"http://{settings.host}:{settings.port}/v1"
+    base_url = (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/v1"
     print(f"LoRAServe (embedded) on {base_url}   data: {settings.data_dir.resolve()}", flush=True)
     for org, key in keys:
         print(f"  org {org}: export OPENAI_BASE_URL={base_url} OPENAI_API_KEY={key}", flush=True)

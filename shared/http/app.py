@@ -18,6 +18,7 @@ from shared.http.middleware import (
     metrics_middleware,
     request_id_middleware,
 )
+from shared.http.slow_clients import body_idle_middleware
 from shared.logging import get_logger
 from shared.platform import Platform, ServicePart
 
@@ -73,7 +74,8 @@ def platform_lifecycle(platform: Platform):
 
 def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware,
+                     body_idle_middleware],
         client_max_size=platform.settings.max_json_body_bytes,
     )
     app[PLATFORM] = platform

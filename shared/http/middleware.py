@@ -90,7 +90,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiErr
         return NotFound(f"Unknown path {request.path}", code="unknown_url")
     if exc.status == 405:
         return ApiError(f"Method {request.method} not allowed on {request.path}", status=405,
-                        code="method_not_allowed")
+                        code="method_not_allowed", headers={"Allow": exc.headers.get("Allow", "")})
     if exc.status == 413:
         return ApiError("Request body too large", status=413, code="request_too_large")
     return ApiError(exc.reason or "Bad request", status=exc.status)

@@ -1,6 +1,8 @@
 """What every fuzzed answer must satisfy, shared by the quick fuzz run and the long one in tests/reliability."""
 from __future__ import annotations
 
+import json
+
 import requests
 import schemathesis
 from pydantic import ValidationError
@@ -22,6 +24,11 @@ ENDLESS = ("/v1/events",)
 REQUEST_TIMEOUT_SECONDS = 30
 
 
+# the exact keys of each envelope: either one's model alone would accept the other's body
+SHAPES = {OpenAIError: ({"error"}, {"message", "type", "param", "code"}),
+          AnthropicError: ({"type", "error"}, {"type", "message"})}
+
+
 def envelope_for(path: str):
     return AnthropicError if path.startswith(ANTHROPIC_PATHS) else OpenAIError
 
@@ -29,11 +36,16 @@ def envelope_for(path: str):
 def check_error_envelope(path: str, status: int, body: bytes) -> None:
     if not 400 <= status < 500:
         return
+    model = envelope_for(path)
+    outer, inner = SHAPES[model]
     try:
-        envelope_for(path).model_validate_json(body)
-    except ValidationError as exc:
-        raise AssertionError(f"{status} on {path} is not the {envelope_for(path).__name__} envelope: "
-                             f"{body[:300]!r}") from exc
+        parsed = model.model_validate_json(body)
+        payload = json.loads(body)
+    except (ValidationError, ValueError) as exc:
+        raise AssertionError(f"{status} on {path} is not the {model.__name__} envelope: {body[:300]!r}") from exc
+    assert set(payload) == outer and set(payload["error"]) == inner, (
+        f"{status} on {path} is not the {model.__name__} envelope: {body[:300]!r}")
+    assert model is not AnthropicError or parsed.type == "error", body[:300]
 
 
 def error_envelope(ctx, response, case) -> bool | None:

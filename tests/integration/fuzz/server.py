@@ -76,11 +76,10 @@ def start_dev_server(data_dir: Path, ready_seconds: float = 120) -> DevServer:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORASERVE_")}
     env["LORASERVE_BODY_IDLE_TIMEOUT_SECONDS"] = str(BODY_IDLE_TIMEOUT_SECONDS)
     keys = [arg for org, key in KEYS.items() for arg in ("--api-key", f"{org}={key}")]
-    log = open(data_dir / "server.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli.main", "dev", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir), *keys], env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    with open(data_dir / "server.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli.main", "dev", "--host", "127.0.0.1", "--port", str(port),
+             "--data-dir", str(data_dir), *keys], env=env, stdout=log, stderr=subprocess.STDOUT)
     server = DevServer(data_dir=data_dir, port=port, process=process)
     try:
         wait_ready(server, ready_seconds)

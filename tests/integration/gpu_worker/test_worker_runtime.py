@@ -5,8 +5,16 @@ from services.gpu_worker.inference_jobs import handle_generate
 from shared.bus.base import Delivery
 from shared.contracts import topology as t
 from shared.contracts.messages import (
-    CancelResponse, ChatMessage, GenerateResponse, ResponseDelta, ResponseErrored, ResponseFinished,
-    ResponseStatusChanged, RunGpuValidation, SamplingParams, ValidationStatusChanged,
+    CancelResponse,
+    ChatMessage,
+    GenerateResponse,
+    ResponseDelta,
+    ResponseErrored,
+    ResponseFinished,
+    ResponseStatusChanged,
+    RunGpuValidation,
+    SamplingParams,
+    ValidationStatusChanged,
 )
 from tests.integration.gpu_worker.conftest import ENTRY, PHRASE, PROMPT
 
@@ -68,7 +76,7 @@ async def test_gpu_validation_of_a_good_adapter_succeeds_under_its_response_id(p
     assert (verdict.status, verdict.seq, verdict.result_code) == ("succeeded", 3, None)
     assert verdict.lora_id == "lora-phrase" and verdict.validation_id == "val-resp_val_ok"
     responses = [m for m in events.by_type[ResponseStatusChanged.TYPE] if m.response_id == "resp_val_ok"]
-    assert [(m.status, m.seq) for m in responses][0] == ("in_progress", 1)
+    assert next((m.status, m.seq) for m in responses) == ("in_progress", 1)
     # the short request may stop or reach its token limit (then the Response is "incomplete")
     assert responses[-1].status in ("completed", "incomplete") and responses[-1].seq == 2
     assert responses[-1].completion_tokens > 0 and responses[-1].input

@@ -18,7 +18,7 @@ PROMPTS = [
 ]
 # row -> adapter layout (None: the base model); one adapter serves two rows
 ROW_ADAPTERS = ["peft_all_linear", "explicit_linears", None, "per_expert", "peft_all_linear"]
-TOLERANCE = dict(atol=2e-4, rtol=1e-4)
+TOLERANCE = {"atol": 2e-4, "rtol": 1e-4}
 
 
 @pytest.fixture(scope="module")
