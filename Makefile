@@ -30,7 +30,11 @@ test: setup rabbitmq tools
 	$(PY) -m pytest -q $(wildcard $(TEST_PATHS))
 
 bench: setup rabbitmq
-	$(PY) -m pytest -q -s tests/bench
+	@failed=""; for name in ingest validate router load engine; do \
+		echo "== tests/bench/bench_$$name.py"; \
+		timeout --kill-after=30 900 $(PY) -m tests.bench.bench_$$name || failed="$$failed bench_$$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 reliability: setup rabbitmq
 	$(PY) -m pytest -q $(wildcard tests/reliability)
