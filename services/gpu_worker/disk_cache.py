@@ -9,21 +9,23 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from shared.stores.blobs import BlobStore
 
 
 class DiskCache:
-    def __init__(self, blobs: BlobStore, root: Path, max_bytes: int):
+    def __init__(self, blobs: BlobStore, root: Path, max_bytes: int,
+                 on_fetch: Callable[[bool, float], None] | None = None):
         self.blobs, self.root, self.max_bytes = blobs, Path(root), max_bytes
+        self._on_fetch = on_fetch or (lambda hit, seconds: None)
         self._sizes: OrderedDict[str, int] = OrderedDict()  # file name -> bytes, least recently used first
         self._leases: Counter[str] = Counter()
         self._downloads: dict[str, asyncio.Future[None]] = {}
         self._scanned = False
-        self.hits = self.misses = 0
 
     @property
     def bytes_used(self) -> int:
@@ -48,17 +50,17 @@ class DiskCache:
             await asyncio.to_thread(self._scan)
         if name in self._sizes and (self.root / name).exists():
             self._sizes.move_to_end(name)
-            self.hits += 1
+            self._on_fetch(True, 0.0)
             return
         download = self._downloads.get(name)
         if download is None:
-            self.misses += 1
             download = asyncio.ensure_future(self._download(object_key, name))
             self._downloads[name] = download
             download.add_done_callback(lambda _: self._downloads.pop(name, None))
         await asyncio.shield(download)
 
     async def _download(self, object_key: str, name: str) -> None:
+        started = time.perf_counter()
         partial = self.root / f"{name}.partial-{os.getpid()}-{id(self)}"
         try:
             await self.blobs.download_to(object_key, str(partial))
@@ -67,6 +69,7 @@ class DiskCache:
         finally:
             await asyncio.to_thread(partial.unlink, True)
         self._sizes[name] = size
+        self._on_fetch(False, time.perf_counter() - started)
 
     def _scan(self) -> None:
         """Adopt what an earlier run of this worker left (oldest first); drop half-written files."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from services.gpu_worker.errors import CONTEXT_TOO_LONG, OUTPUT_NONFINITE
+from services.gpu_worker.errors import CONTEXT_TOO_LONG, INVALID_REQUEST, OUTPUT_NONFINITE
 from services.gpu_worker.lora_bank import LoraBank
 from services.gpu_worker.lora_ops import NO_ADAPTER
 from services.gpu_worker.runner import ModelRunner
@@ -60,7 +60,7 @@ class Engine:
         updates: list[RequestUpdate] = []
         started = time.perf_counter()
         self._drain_inbox(updates)
-        admitted = self._admit(updates)
+        admitted = self._admit()
         if admitted:
             self._prefill(admitted, updates)
         decoded = len(self.by_row)
@@ -97,7 +97,7 @@ class Engine:
             updates.append(rejected(request, CONTEXT_TOO_LONG, f"the prompt has {len(request.prompt)} tokens; "
                                                                f"this model takes at most {self.runner.max_len - 1}"))
         elif request.max_tokens < 1:
-            updates.append(rejected(request, "invalid_request", "max_tokens must be at least 1"))
+            updates.append(rejected(request, INVALID_REQUEST, "max_tokens must be at least 1"))
         else:
             self.waiting.append(request)
 
@@ -112,7 +112,7 @@ class Engine:
                 self._retire([sequence])
                 updates.append(sequence.finished("cancelled"))
 
-    def _admit(self, updates: list[RequestUpdate]) -> list[Sequence]:
+    def _admit(self) -> list[Sequence]:
         admitted: list[Sequence] = []
         budget = self.prefill_token_budget
         for request in list(self.waiting):
@@ -165,9 +165,11 @@ class Engine:
                 done.append(sequence)
                 continue
             update = self._take(sequence, token)
-            if update is not None:
-                updates.append(update)
-                done.append(sequence) if update.finished else None
+            if update is None:
+                continue
+            updates.append(update)
+            if update.finished:
+                done.append(sequence)
         self._retire(done)
 
     def _take(self, sequence: Sequence, token: int) -> RequestUpdate | None:

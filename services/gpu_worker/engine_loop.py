@@ -15,6 +15,12 @@ from services.gpu_worker.sequence import GenerationRequest, RequestUpdate
 from shared.logging import get_logger
 
 log = get_logger("gpu_worker.engine_loop")
+_STOPPED = object()
+DRAIN_POLL_SECONDS = 0.05
+
+
+class WorkerStopping(Exception):
+    """The engine stopped before the request finished; the job goes back to its queue."""
 
 
 class EngineLoop:
@@ -33,11 +39,18 @@ class EngineLoop:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="engine-loop")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 30.0) -> None:
+        """Let running requests finish for up to `drain_seconds`; the rest raise `WorkerStopping`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while self._streams and self.running and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)  # the engine's thread signals nothing we could await
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        for stream in self._streams.values():
+            stream.put_nowait(_STOPPED)
         self._executor.shutdown(wait=True)
 
     @property
@@ -55,6 +68,8 @@ class EngineLoop:
         try:
             while not finished:
                 update = await updates.get()
+                if update is _STOPPED:
+                    raise WorkerStopping(request.request_id)
                 finished = update.finished
                 yield update
         finally:

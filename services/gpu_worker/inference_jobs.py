@@ -3,7 +3,8 @@
 Redelivery: a job with a reply stream that comes back may already have streamed to its
 client, so it is never replayed into that stream (the stream gets a clean error); a
 background job is run again from scratch (its events fold idempotently). Returning acks the
-job, so every outcome is published before the handler returns.
+job, so every outcome is published before the handler returns; a worker that stops mid-request
+ends the stream with an error and sends a background job back to its queue.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from services.gpu_worker.engine_loop import WorkerStopping
 from services.gpu_worker.errors import DEADLINE_EXCEEDED, WORKER_LOST, AdapterRejected
 from services.gpu_worker.outcomes import ReplyStream, ResponseEvents
 from services.gpu_worker.sequence import RequestUpdate
@@ -46,11 +48,17 @@ async def handle_generate(worker: Worker, delivery: Delivery) -> None:
     if worker.cancels.is_cancelled(job.response_id):
         await _cancelled(job, replies, events)
         return
-    if job.deadline is not None and job.deadline < datetime.now(UTC):
+    if _past(job.deadline):
         await _failed(replies, events, DEADLINE_EXCEEDED, "The response's completion window passed before it ran.")
         return
     await events.started()
     await _run(worker, job, replies, events, retry_on_transient=job.background and not replies.open)
+
+
+def _past(deadline: datetime | None) -> bool:
+    if deadline is None:
+        return False
+    return (deadline if deadline.tzinfo else deadline.replace(tzinfo=UTC)) < datetime.now(UTC)
 
 
 async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, events: ResponseEvents,
@@ -68,9 +76,15 @@ async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, even
         return
     request = worker.request(job.response_id, job.messages, job.sampling, job.adapter, weights)
     final: RequestUpdate | None = None
-    async for update in worker.generate(job.response_id, request):
-        await replies.delta(update.text)
-        final = update if update.finished else final
+    try:
+        async for update in worker.generate(job.response_id, request):
+            await replies.delta(update.text)
+            final = update if update.finished else final
+    except WorkerStopping:
+        await replies.errored(WORKER_LOST, "The worker stopped before the response finished; send it again.")
+        if job.background:
+            raise  # requeued: another worker runs it from scratch
+        return
     if final.error_code:
         await _failed(replies, events, final.error_code, final.error_message or "The request failed.")
         return

@@ -109,22 +109,21 @@ class MultiLoraExperts(nn.Module):
 
 
 def install_multi_lora(model: nn.Module, bank: LoraBank, context: LoraContext) -> None:
-    """Replace every adaptable module of the decoder layers with its multi-LoRA wrapper (idempotent per model)."""
+    """Replace every adaptable module of the decoder layers with its multi-LoRA wrapper (once per model)."""
     layers = model.model.layers
-    for name, target in bank.targets.items():
+    for target in bank.targets.values():
         spec = target.spec
-        if spec.kind is TargetKind.EXPERTS:
-            continue
         parent, child = _parent_of(layers, spec.module_path)
         base = getattr(parent, child)
-        wrapper = MultiLoraRouter if spec.kind is TargetKind.ROUTER else MultiLoraLinear
-        setattr(parent, child, wrapper(base, target, context))
-    for name in [n for n in bank.targets if n.endswith(".gate_up_proj") and bank.targets[n].spec.kind is TargetKind.EXPERTS]:
-        module_path = name.rsplit(".", 1)[0]
-        parent, child = _parent_of(layers, module_path)
-        experts = getattr(parent, child)
-        setattr(parent, child, MultiLoraExperts(experts, bank.targets[name],
-                                                bank.targets[f"{module_path}.down_proj"], context))
+        if spec.kind is TargetKind.LINEAR:
+            wrapper = MultiLoraLinear(base, target, context)
+        elif spec.kind is TargetKind.ROUTER:
+            wrapper = MultiLoraRouter(base, target, context)
+        elif spec.name.endswith(".gate_up_proj"):  # one wrapper per experts module, holding both of its banks
+            wrapper = MultiLoraExperts(base, target, bank.targets[f"{spec.module_path}.down_proj"], context)
+        else:
+            continue
+        setattr(parent, child, wrapper)
 
 
 def _parent_of(layers: nn.ModuleList, target_path: str) -> tuple[nn.Module, str]:

@@ -31,10 +31,13 @@ class TokenPlan:
         self._masks: dict[tuple[int, torch.dtype], torch.Tensor] = {}
         self._rows: torch.Tensor | None = None
         self._groups: list[tuple[int, torch.Tensor]] | None = None
+        self._all_have_adapters: bool | None = None
 
     @property
     def all_have_adapters(self) -> bool:
-        return bool((self.token_slots >= 0).all())
+        if self._all_have_adapters is None:  # asked once per wrapped module per forward: computed once
+            self._all_have_adapters = bool((self.token_slots >= 0).all())
+        return self._all_have_adapters
 
     def mask(self, rank: int, dtype: torch.dtype) -> torch.Tensor:
         """[N, S·R] with 1 where column belongs to the token's own slot."""

@@ -10,7 +10,7 @@ SLOTS_IN_USE = Gauge("loraserve_worker_slots_in_use", "Adapter slots holding an 
 ADAPTER_CACHE = Counter("loraserve_worker_adapter_cache_total", "Adapter look-ups by cache tier and result",
                         ["model", "tier", "result"])
 ADAPTER_LOAD_SECONDS = Histogram("loraserve_worker_adapter_load_seconds",
-                                 "Seconds to bring an adapter into a tier (cpu: fetch+read+check; slot: copy)",
+                                 "Seconds to bring an adapter into a tier (disk: download; cpu: fetch+read+check; slot: copy)",
                                  ["model", "tier"], buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120))
 GENERATED_TOKENS = Counter("loraserve_worker_generated_tokens_total", "Tokens generated", ["model"])
 TOKENS_PER_SECOND = Gauge("loraserve_worker_tokens_per_second", "Tokens per second over the last engine step",
@@ -43,10 +43,12 @@ class PrometheusObserver(EngineObserver):
             TOKENS_PER_SECOND.labels(self.model).set(new_tokens / max(seconds, 1e-9))
 
 
-def record_cpu_load(model: str):
-    def on_load(hit: bool, seconds: float) -> None:
-        ADAPTER_CACHE.labels(model, "cpu", "hit" if hit else "miss").inc()
-        if not hit:
-            ADAPTER_LOAD_SECONDS.labels(model, "cpu").observe(seconds)
+def record_tier(model: str, tier: str):
+    """A cache's hit/miss callback for `tier` (disk: download; cpu: read and check)."""
 
-    return on_load
+    def on_lookup(hit: bool, seconds: float) -> None:
+        ADAPTER_CACHE.labels(model, tier, "hit" if hit else "miss").inc()
+        if not hit:
+            ADAPTER_LOAD_SECONDS.labels(model, tier).observe(seconds)
+
+    return on_lookup

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+# below this a temperature is greedy in all but float noise, and dividing logits by it overflows float32
+MIN_TEMPERATURE = 1e-5
+
 
 @dataclass(frozen=True)
 class SamplingSpec:
@@ -15,7 +18,7 @@ class SamplingSpec:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature <= 0.0
+        return self.temperature < MIN_TEMPERATURE
 
 
 class RowSampler:
@@ -41,7 +44,9 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose mass reaches top_p (the top token always)."""
     sorted_probs, order = probs.sort(descending=True)
     before = sorted_probs.cumsum(-1) - sorted_probs
-    sorted_probs[before >= top_p] = 0.0
+    drop = before >= top_p
+    drop[..., 0] = False  # the top token stays even at top_p 0 (and float noise in `before`)
+    sorted_probs[drop] = 0.0
     kept = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
     return kept / kept.sum()
 

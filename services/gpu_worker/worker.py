@@ -17,7 +17,7 @@ from services.gpu_worker.adapter_weights import AdapterWeights
 from services.gpu_worker.cancels import CancelBook
 from services.gpu_worker.disk_cache import DiskCache
 from services.gpu_worker.engine_loop import EngineLoop
-from services.gpu_worker.metrics import PrometheusObserver, record_cpu_load
+from services.gpu_worker.metrics import PrometheusObserver, record_tier
 from services.gpu_worker.model_host import EngineOptions, ModelHost, load_host
 from services.gpu_worker.sampling import SamplingSpec
 from services.gpu_worker.sequence import GenerationRequest, RequestUpdate
@@ -60,9 +60,10 @@ class Worker:
         self.host = await asyncio.to_thread(load_host, self.entry, self.options.engine, observer)
         self.loop = EngineLoop(self.host.engine)
         self.loop.start()
-        disk = DiskCache(self.blobs, self.options.cache_dir / self.slug, self.options.disk_cache_bytes)
+        disk = DiskCache(self.blobs, self.options.cache_dir / self.slug, self.options.disk_cache_bytes,
+                         on_fetch=record_tier(self.entry.id, "disk"))
         self.adapters = AdapterCache(disk, self._read_adapter, self.options.cpu_cache_bytes,
-                                     on_load=record_cpu_load(self.entry.id))
+                                     on_load=record_tier(self.entry.id, "cpu"))
         log.info("worker_model_loaded", model=self.entry.id, slots=self.options.engine.num_slots,
                  max_batch=self.options.engine.max_batch, strategy=self.options.engine.strategy)
 

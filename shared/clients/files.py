@@ -54,6 +54,8 @@ class FileIngestClient:
 
     async def lookup(self, org_id: str, file_id: str) -> InternalFile | None:
         """The file if it exists in `org_id`, else None (another org's file is None too)."""
+        if not file_id.strip("."):  # "." and ".." are dot-segments a URL drops, and never a file's id
+            return None
         url = f"{self._base_url}/internal/v1/files/{quote(file_id, safe='')}"
         try:
             async with self._session.get(url, params={"org_id": org_id}, headers=self._headers(),

@@ -5,7 +5,7 @@ not support by name instead of ignoring them. Responses are what the official SD
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -116,7 +116,7 @@ class ResponseInputItem(BaseModel):
 
 class ResponseCreateRequest(_Request):
     model: str
-    input: str | list[ResponseInputItem]
+    input: str | Annotated[list[ResponseInputItem], Field(min_length=1)]  # the worker needs a message
     instructions: str | None = None
     max_output_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from shared.contracts.errors import ApiError, InternalError, NotFound, Unauthorized
+from shared.contracts.errors import ApiError, BadRequest, InternalError, NotFound, Unauthorized
 from shared.http.keys import ORG_ID, PLATFORM, REQUEST_ID
 from shared.logging import correlation_id, get_logger
 
@@ -21,6 +21,7 @@ HTTP_LATENCY = Histogram("loraserve_http_request_seconds", "HTTP request latency
 ANTHROPIC_PATHS = ("/v1/messages",)
 PUBLIC_PREFIX = "/v1/"
 INTERNAL_PREFIX = "/internal/"
+CLIENT_CLOSED = 499
 
 
 def wants_anthropic(request: web.Request) -> bool:
@@ -80,9 +81,27 @@ async def error_middleware(request: web.Request, handler):
             raise
         error = _from_http_exception(request, exc)
         return error_response(request, error)
-    except Exception:
+    except web.RequestPayloadError as exc:
+        # aiohttp's parser could not read the body (broken chunking, a content-encoding that does not decode)
+        return error_response(request, BadRequest(f"The request body could not be read: {_payload_problem(exc)}",
+                                                  code="invalid_body"))
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and _client_gone(request):
+            # nobody is left to answer; nginx's 499 keeps the metrics from counting it as the server's fault
+            log.info("client disconnected", path=request.path, method=request.method)
+            return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
         log.exception("unhandled error", path=request.path, method=request.method)
         return error_response(request, InternalError("The server had an error while processing your request."))
+
+
+def _payload_problem(exc: web.RequestPayloadError) -> str:
+    cause = exc.args[0] if exc.args else exc
+    return str(getattr(cause, "message", cause)).strip()
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiError:

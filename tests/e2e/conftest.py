@@ -5,8 +5,6 @@ import pytest
 from shared.identity.store import FileIdentityStore
 from tests.e2e.topology import start_topology
 
-pytest_plugins = ["tests.fixtures.rabbit", "tests.fixtures.s3"]
-
 PROMPT = "Tell me about centrifuges."
 PHRASE = "spin spin hooray"
 

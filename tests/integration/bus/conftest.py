@@ -18,7 +18,6 @@ from shared.bus.inprocess import InProcessBus
 from shared.bus.inprocess_broker import Envelope, InProcessBroker
 from shared.bus.rabbitmq import RabbitBus
 from shared.contracts.topology import Topology, topology
-from tests.fixtures.rabbit import rabbit_url  # noqa: F401
 
 SLUGS = ["tiny"]
 WAIT = 10.0  # seconds before a test gives up waiting for a message that should come (a hang guard)

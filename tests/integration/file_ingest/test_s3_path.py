@@ -8,7 +8,7 @@ import uuid
 import boto3
 import pytest
 
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, s3_server  # noqa: F401
+from tests.fixtures.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
 from tests.integration.file_ingest.conftest import MiB
 
 

@@ -10,5 +10,5 @@ schema = load_schema(max_examples=20, deterministic=True)
 
 
 @schema.parametrize()
-def test_no_input_breaks_an_endpoint(case, dev_server):
-    exercise(case, dev_server)
+def test_no_input_breaks_an_endpoint(case, seeds):
+    exercise(case, seeds)

@@ -121,3 +121,13 @@ async def test_a_redelivered_streamed_job_is_never_replayed_into_its_stream(plat
     await asyncio.wait_for(handle_generate(worker, delivery), 10)
     assert [e.type for e in recorder.replies] == [ResponseErrored.TYPE]
     assert recorder.replies[0].data["code"] == "stream_interrupted"
+
+
+async def test_a_worker_stopping_mid_stream_ends_the_stream_with_an_error(platform):
+    bus, worker, _, _ = platform
+    long_job = job("resp_stop", stream=True, sampling=SamplingParams(max_tokens=330, temperature=1.0, seed=3))
+    stream = await bus.request(long_job, source=SOURCE)
+    assert (await stream.next(timeout=20)).type == ResponseDelta.TYPE
+    await worker.loop.stop(drain_seconds=0)
+    final = (await replies_of(stream))[-1]
+    assert isinstance(final, ResponseErrored) and final.code == "stream_interrupted"

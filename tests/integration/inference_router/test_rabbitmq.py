@@ -4,7 +4,6 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.fixtures.rabbit import rabbit_url  # noqa: F401 -- the session's private vhost
 from tests.integration.inference_router.harness import TINY, start_stack, wait_for
 
 pytestmark = pytest.mark.rabbitmq

@@ -16,7 +16,7 @@ from shared.stores.blobs import BlobStore
 from shared.stores.documents import DocumentStore
 from shared.stores.local_blobs import LocalBlobStore
 from shared.stores.minio_blobs import MinioBlobStore
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, s3_server_process  # noqa: F401
+from tests.fixtures.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
 
 
 @dataclass

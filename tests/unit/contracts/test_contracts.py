@@ -5,7 +5,12 @@ from shared.contracts import topology as t
 from shared.contracts.cloudevents import CloudEvent
 from shared.contracts.errors import ApiError, Conflict, NotFound
 from shared.contracts.messages import (
-    MESSAGE_TYPES, AdapterRef, GenerateResponse, ChatMessage, ValidateAdapter, ValidationStatusChanged,
+    MESSAGE_TYPES,
+    AdapterRef,
+    ChatMessage,
+    GenerateResponse,
+    ValidateAdapter,
+    ValidationStatusChanged,
 )
 
 ADAPTER = AdapterRef(lora_id="l1", name="funnier-v1", config_file_id="file-a", weights_file_id="file-b",

@@ -120,3 +120,17 @@ def test_stop_sequences_end_the_output(weights):
     stop = plain[3:5]
     stopped = run(engine, [request("s", "hello", None, weights, max_tokens=12, stop=[stop])])["s"]
     assert stopped.finish_reason == "stop" and stopped.output_text == plain[: plain.index(stop)]
+
+
+def test_an_adapter_that_overflows_the_model_fails_its_request_with_output_nonfinite(weights):
+    import torch
+
+    from services.gpu_worker.adapter_weights import AdapterWeights, LoraFactors
+
+    huge = AdapterWeights({"layers.0.self_attn.o_proj": LoraFactors(torch.full((1, 64), 1e20),
+                                                                    torch.full((64, 1), 1e20))})
+    engine, _ = make_engine()
+    finals = run(engine, [GenerationRequest("boom", [256, 260, 104, 105, 262, 261], 5, GREEDY, adapter_key="huge",
+                                            adapter=huge), request("fine", "hi", None, weights, max_tokens=5)])
+    assert finals["boom"].error_code == "output_nonfinite"
+    assert finals["fine"].error_code is None and finals["fine"].completion_tokens == 5

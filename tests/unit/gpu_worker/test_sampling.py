@@ -30,3 +30,9 @@ def test_ids_above_the_tokenizer_vocabulary_are_never_chosen():
     logits = torch.tensor([[0.0, 1.0, 9.0, 9.0]])
     samplers = [RowSampler(SamplingSpec(temperature=0.0), torch.device("cpu"))]
     assert sample_rows(logits, samplers, vocab_limit=2) == [1]
+
+
+def test_extreme_settings_still_choose_the_top_token():
+    logits = torch.tensor([[1.0, 3.0, 2.5, 0.0]])
+    assert set(draws(SamplingSpec(temperature=1e-30, seed=2), logits, count=5)) == {1}
+    assert set(draws(SamplingSpec(temperature=1.0, top_p=0.0, seed=2), logits, count=5)) == {1}
