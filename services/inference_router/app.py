@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.inference_router import chat_completions, messages, models, responses
 from services.inference_router.context import RouterContext
+from services.inference_router.dead_letters import dead_letter_handler, dead_letter_queues
 from services.inference_router.lora_sync import (
     LORA_EVENT_BINDING,
     FetchListing,
@@ -73,12 +74,17 @@ def lora_model_ctx(router: RouterContext, listing: ListingFactory):
 def responses_ctx(router: RouterContext):
     async def ctx(app: web.Application):
         await router.responses.ensure_indexes()
-        consumer = await router.platform.bus.consume(topology.ROUTER_RESPONSES_QUEUE, status_handler(router),
-                                                     prefetch=RESPONSE_EVENTS_PREFETCH)
+        bus = router.platform.bus
+        consumers = [await bus.consume(topology.ROUTER_RESPONSES_QUEUE, status_handler(router),
+                                       prefetch=RESPONSE_EVENTS_PREFETCH)]
+        # background jobs set aside by the bus end their Response failed (dead_letters.py)
+        for queue in dead_letter_queues(router.platform.catalogue.slugs()):
+            consumers.append(await bus.consume(queue, dead_letter_handler(router)))
         sweeper = asyncio.get_running_loop().create_task(sweep_forever(router))
         yield
         await _stop(sweeper)
-        await consumer.close()
+        for consumer in consumers:
+            await consumer.close()
     return ctx
 
 

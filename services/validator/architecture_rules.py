@@ -7,7 +7,6 @@ r is the config's for that module and within the model's max rank (PEFT's fused 
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 from services.validator import codes
@@ -15,10 +14,13 @@ from services.validator.codes import Problems
 from services.validator.config_rules import AdapterConfig
 from services.validator.keys import (
     EXPERTS_CONTAINER,
+    SUFFIX_CHARS,
     KeyProblem,
     LoraKey,
+    key_prefix,
     layer_of,
-    parse_key,
+    lora_key,
+    lora_part,
     resolve_module,
 )
 from shared.catalogue.catalogue import PEFT_KEY_ROOT, ModelEntry
@@ -28,7 +30,7 @@ from shared.safetensors_header import SafetensorsHeader, TensorEntry
 LORA_DTYPES = frozenset({"F32", "F16", "BF16"})
 
 
-@dataclass
+@dataclass(slots=True)
 class AdaptedModule:
     module: TargetModule
     prefix: str
@@ -49,34 +51,49 @@ def check_weights(header: SafetensorsHeader, config: AdapterConfig, model: Model
     _check_prefixes(adapted, problems)
     _check_expert_layouts(adapted, problems)
     flagged_patterns: set[str] = set()
+    module_prefixes = {prefix: prefix.removeprefix(PEFT_KEY_ROOT) for prefix in model.key_prefixes}
     for entry in adapted:
-        _check_module(entry, config, model, problems, flagged_patterns)
+        _check_module(entry, config, model, problems, flagged_patterns, module_prefixes)
+
+
+# a pair: [the first of its tensor names, lora_A, lora_B]
+_FIRST, _SLOTS = 0, {"lora_A": 1, "lora_B": 2}
 
 
 def _adapted_modules(header: SafetensorsHeader, config: AdapterConfig, model: ModelEntry,
                      problems: Problems) -> list[AdaptedModule]:
-    keys_by_module: dict[tuple[str, str, int], list[LoraKey]] = defaultdict(list)
-    for name in header.tensors:
-        try:
-            key = parse_key(name, model.key_prefixes)
-        except KeyProblem as problem:
-            problems.add(problem.code, problem.message)
-            continue
-        keys_by_module[(key.prefix, key.module_path, key.depth)].append(key)
+    pairs = _pair_tensors(header.tensors, model.key_prefixes, problems)
     adapted = []
     fused_targets = _FusedTargets(config)
-    for keys in keys_by_module.values():
-        first = keys[0]
+    for (prefix, _), (first, lora_A, lora_B) in pairs.items():
+        key = lora_key(first, prefix, lora_part(first))
         try:
-            module = resolve_module(first, model.shapes, fused_targets.of(first))
+            module = resolve_module(key, model.shapes, fused_targets.of(key))
         except KeyProblem as problem:
             problems.add(problem.code, f"{problem.message} of {model.id}")
             continue
-        entry = AdaptedModule(module, first.prefix)
-        for key in keys:
-            setattr(entry, key.part, header.tensors[key.name])
-        adapted.append(entry)
+        adapted.append(AdaptedModule(module, prefix, lora_A, lora_B))
     return adapted
+
+
+def _pair_tensors(tensors: dict[str, TensorEntry], prefixes: list[str],
+                  problems: Problems) -> dict[tuple[str, str], list]:
+    """The LoRA tensors by (prefix, name less its lora suffix), in the header's order, reporting
+    every other tensor. (The key parser's (prefix, module path, depth) in one string each.)"""
+    pairs: dict[tuple[str, str], list] = {}
+    for name, tensor in tensors.items():
+        try:
+            prefix = key_prefix(name, prefixes)
+            slot = _SLOTS[lora_part(name)]
+        except KeyProblem as problem:
+            problems.add(problem.code, problem.message)
+            continue
+        stem = (prefix, name[:-SUFFIX_CHARS])
+        pair = pairs.get(stem)
+        if pair is None:
+            pair = pairs[stem] = [name, None, None]
+        pair[slot] = tensor
+    return pairs
 
 
 class _FusedTargets:
@@ -87,8 +104,10 @@ class _FusedTargets:
         self.cache: dict[tuple[str, int], list[str]] = {}
 
     def of(self, key: LoraKey) -> list[str] | None:
+        if self.targeting is None or not key.module_path.endswith(EXPERTS_CONTAINER):
+            return None
         layer = layer_of(key.module_path)
-        if self.targeting is None or layer is None or not key.module_path.endswith(EXPERTS_CONTAINER):
+        if layer is None:
             return None
         if (key.prefix, layer) not in self.cache:
             prefix = key.prefix.removeprefix(PEFT_KEY_ROOT)
@@ -103,18 +122,34 @@ def _check_prefixes(adapted: list[AdaptedModule], problems: Problems) -> None:
 
 
 def _check_expert_layouts(adapted: list[AdaptedModule], problems: Problems) -> None:
-    layouts: dict[tuple[str, int], set[Group]] = defaultdict(set)
+    per_expert: set[tuple[str, int]] = set()
+    fused: set[tuple[str, int]] = set()
     for entry in adapted:
-        if entry.module.group in (Group.EXPERT, Group.FUSED_EXPERTS):
-            layouts[(entry.prefix, entry.module.layer)].add(entry.module.group)
-    for (prefix, layer), groups in sorted(layouts.items()):
-        if len(groups) > 1:
-            problems.add(codes.EXPERTS_LAYOUT_MIXED,
-                         f"layer {layer} has both per-expert (mlp.experts.{{e}}.*) and fused (mlp.experts.lora_*) tensors")
+        group = entry.module.group
+        if group is Group.EXPERT:
+            per_expert.add((entry.prefix, entry.module.layer))
+        elif group is Group.FUSED_EXPERTS:
+            fused.add((entry.prefix, entry.module.layer))
+    for _, layer in sorted(per_expert & fused):
+        problems.add(codes.EXPERTS_LAYOUT_MIXED,
+                     f"layer {layer} has both per-expert (mlp.experts.{{e}}.*) and fused (mlp.experts.lora_*) tensors")
 
 
 def _check_module(entry: AdaptedModule, config: AdapterConfig, model: ModelEntry, problems: Problems,
-                  flagged_patterns: set[str]) -> None:
+                  flagged_patterns: set[str], module_prefixes: dict[str, str]) -> None:
+    a, b = entry.lora_A, entry.lora_B
+    if (a is None or b is None or a.dtype not in LORA_DTYPES or b.dtype not in LORA_DTYPES) and not _complete_pair(
+            entry, problems):
+        return
+    if config.targeting is not None and not config.targeting.targets(entry.module, module_prefixes[entry.prefix]):
+        problems.add(codes.MODULE_NOT_TARGETED,
+                     f"{a.name}: {entry.full_name} is not targeted by target_modules/target_parameters")
+    configured = _configured_rank(entry, config, model, problems, flagged_patterns)
+    _check_shapes(entry, configured, model, problems)
+
+
+def _complete_pair(entry: AdaptedModule, problems: Problems) -> bool:
+    """Reports the tensors' unsupported dtypes and a missing half; True when both halves are there."""
     tensors = [t for t in (entry.lora_A, entry.lora_B) if t is not None]
     for tensor in tensors:
         if tensor.dtype not in LORA_DTYPES:
@@ -122,12 +157,8 @@ def _check_module(entry: AdaptedModule, config: AdapterConfig, model: ModelEntry
     if entry.lora_A is None or entry.lora_B is None:
         missing = "lora_B" if entry.lora_B is None else "lora_A"
         problems.add(codes.LORA_PAIR_INCOMPLETE, f"{tensors[0].name}: its {missing} is missing")
-        return
-    if config.targeting is not None and not config.targeting.targets(entry.module, entry.prefix.removeprefix(PEFT_KEY_ROOT)):
-        problems.add(codes.MODULE_NOT_TARGETED,
-                     f"{entry.lora_A.name}: {entry.full_name} is not targeted by target_modules/target_parameters")
-    configured = _configured_rank(entry, config, model, problems, flagged_patterns)
-    _check_shapes(entry, configured, model, problems)
+        return False
+    return True
 
 
 def rank_limit(module: TargetModule, max_rank: int) -> int:
@@ -140,6 +171,8 @@ def _configured_rank(entry: AdaptedModule, config: AdapterConfig, model: ModelEn
                      flagged_patterns: set[str]) -> int | None:
     if not config.ranks_known:
         return None
+    if not config.rank_patterns:
+        return config.rank
     rank, pattern = config.rank_for(entry.full_name)
     limit = rank_limit(entry.module, model.max_rank)
     # ranks above 2 x max were reported with the config; report each pattern once

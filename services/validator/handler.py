@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from services.validator import codes, metrics
 from services.validator.codes import Problems
+from services.validator.gc_pause import cyclic_gc_paused
 from services.validator.reading import FetchedHeader, MissingBlob, read_config_bytes, read_weights_header
 from services.validator.validate import validate_adapter
 from shared.bus.base import Bus, DeadLetter, Delivery
@@ -60,7 +61,8 @@ async def validate_job(validator: Validator, job: ValidateAdapter) -> Problems:
 
 
 def _validate_fetched(config_bytes: bytes, fetched: FetchedHeader, model: ModelEntry) -> Problems:
-    return validate_adapter(config_bytes, parse_fetched(fetched.raw, fetched.file_size), model)
+    with cyclic_gc_paused():
+        return validate_adapter(config_bytes, parse_fetched(fetched.raw, fetched.file_size), model)
 
 
 async def handle_validate_adapter(validator: Validator, job: ValidateAdapter) -> None:

@@ -15,6 +15,7 @@ from services.validator import codes
 from shared.catalogue.shapes import FUSED_EXPERT_PARAMS, ModuleKind, ModuleShapes, TargetModule
 
 LORA_SUFFIXES = {".lora_A.weight": "lora_A", ".lora_B.weight": "lora_B"}
+SUFFIX_CHARS = len(".lora_A.weight")  # both suffixes are this long
 BASE_LAYER = ".base_layer"
 EXPERTS_CONTAINER = ".mlp.experts"
 ROUTER_MODULE = ".mlp.gate"
@@ -37,19 +38,33 @@ class LoraKey(NamedTuple):
 
 def parse_key(name: str, prefixes: list[str]) -> LoraKey:
     """Split a tensor name; raises KeyProblem naming why it is not a plain LoRA tensor."""
+    prefix = key_prefix(name, prefixes)
+    return lora_key(name, prefix, lora_part(name))
+
+
+def key_prefix(name: str, prefixes: list[str]) -> str:
+    """The first of `prefixes` that `name` starts with; raises KeyProblem when none does."""
     for prefix in prefixes:
         if name.startswith(prefix):
-            break
-    else:
-        raise KeyProblem(codes.TENSOR_KEY_INVALID, f"{name}: does not start with one of {', '.join(prefixes)}")
+            return prefix
+    raise KeyProblem(codes.TENSOR_KEY_INVALID, f"{name}: does not start with one of {', '.join(prefixes)}")
+
+
+def lora_part(name: str) -> str:
+    """Which half of a LoRA pair the tensor is, "lora_A" or "lora_B"; else raises KeyProblem naming what it is."""
     for suffix, part in LORA_SUFFIXES.items():
         if name.endswith(suffix):
-            path = name[len(prefix):-len(suffix)]
-            depth = 0
-            while path.endswith(BASE_LAYER):
-                path, depth = path[:-len(BASE_LAYER)], depth + 1
-            return LoraKey(name, prefix, path, depth, part)
+            return part
     raise _not_lora(name)
+
+
+def lora_key(name: str, prefix: str, part: str) -> LoraKey:
+    """The key of a name already known to start with `prefix` and to end in `part`'s suffix."""
+    path = name[len(prefix):-SUFFIX_CHARS]
+    depth = 0
+    while path.endswith(BASE_LAYER):
+        path, depth = path[:-len(BASE_LAYER)], depth + 1
+    return LoraKey(name, prefix, path, depth, part)
 
 
 def _not_lora(name: str) -> KeyProblem:

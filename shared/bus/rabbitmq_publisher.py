@@ -76,7 +76,9 @@ class Publisher:
             raise BusError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
         mode = aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
         message = aio_pika.Message(body, content_type=CONTENT_TYPE, delivery_mode=mode, **properties)
-        for attempt in (1, 2):
+        loop = asyncio.get_running_loop()
+        deadline, backoff = loop.time() + self.timeout, 0.1
+        while True:
             try:
                 await self._publish_once(exchange, routing_key, message)
                 return
@@ -87,16 +89,15 @@ class Publisher:
             except TimeoutError as exc:
                 raise BusError(f"not connected, or no confirm, within {self.timeout}s") from exc
             except _RETRYABLE as exc:
-                # the connection dropped under us: wait for the robust channel and try once more
+                # the connection dropped under us; the robust channel comes back by itself, but the
+                # close callback may not have run yet: back off and retry until the publish timeout
                 # (a lost confirm may mean a duplicate; consumers are idempotent)
-                if attempt == 2:
+                if loop.time() + backoff >= deadline:
                     raise BusError(f"publish failed: {policy.describe(exc)}") from exc
-                log.warning(
-                    "bus.publish_retry",
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    error=policy.describe(exc),
-                )
+                log.warning("bus.publish_retry", exchange=exchange, routing_key=routing_key,
+                            error=policy.describe(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
 
     async def _publish_once(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
         channel = self.channel

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -81,6 +82,8 @@ class IndexRange:
 
 Token = str | IndexRange
 _INDEX = "(0|[1-9][0-9]*)"
+DROP_DIGITS = str.maketrans("", "", "0123456789")  # for str.translate: drops the ASCII digits
+_new_tuple = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,14 @@ class NameTemplate:
     tokens: tuple[Token, ...]
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
     ranges: tuple[IndexRange, ...] = field(init=False, repr=False, compare=False)
+    digitless: str = field(init=False, repr=False, compare=False)  # its names with the ASCII digits dropped
 
     def __post_init__(self) -> None:
         pattern = r"\.".join(_INDEX if isinstance(t, IndexRange) else re.escape(t) for t in self.tokens)
         object.__setattr__(self, "regex", re.compile(pattern))
         object.__setattr__(self, "ranges", tuple(t for t in self.tokens if isinstance(t, IndexRange)))
+        digitless = ".".join("" if isinstance(t, IndexRange) else t for t in self.tokens).translate(DROP_DIGITS)
+        object.__setattr__(self, "digitless", digitless)
 
     def indices(self, path: str) -> tuple[int, ...] | None:
         """The indices in `path` if it is one of this family's names, else None."""
@@ -142,14 +148,16 @@ class Family:
     group: Group
     shape: tuple[int, ...]
 
-    @property
+    @cached_property  # a frozen dataclass without slots: cached_property writes its __dict__ directly
     def projection(self) -> str:
         tokens = self.template.tokens
         return str(tokens[-2] if self.kind is ModuleKind.ROUTER else tokens[-1])
 
     def module(self, path: str, indices: tuple[int, ...]) -> TargetModule:
         expert = indices[1] if len(indices) > 1 else None
-        return TargetModule(path, self.kind, self.group, self.projection, indices[0], expert, self.shape)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: ~70 thousand per Kimi adapter
+        return _new_tuple(TargetModule, (path, self.kind, self.group, self.projection, indices[0], expert,
+                                         self.shape))
 
 
 class ModuleShapes:
@@ -163,10 +171,13 @@ class ModuleShapes:
         self.moe_layers = IndexRange(first_moe, layers)
         self.experts = IndexRange(0, arch.n_routed_experts)
         self.families = self._families()
-        # the last component of a template is always a literal: index by it
-        self._by_leaf: dict[str, list[Family]] = {}
+        # A name can only be one of a family's if it equals the family's template once the ASCII
+        # digits are dropped from both (its indices are ASCII digits): index the families by that.
+        self._by_digitless: dict[str, list[Family]] = {}
         for family in self.families:
-            self._by_leaf.setdefault(str(family.template.tokens[-1]), []).append(family)
+            self._by_digitless.setdefault(family.template.digitless, []).append(family)
+        # ...and when no two families share that key, it names a module's family: callers may cache by it
+        self.digitless_names_family = all(len(found) == 1 for found in self._by_digitless.values())
 
     # -- shapes --------------------------------------------------------------------
     def _attention_shapes(self) -> dict[str, tuple[int, int]]:
@@ -223,7 +234,7 @@ class ModuleShapes:
     # -- lookups -------------------------------------------------------------------
     def resolve(self, path: str) -> TargetModule | None:
         """The module or parameter named `path` (e.g. "layers.3.self_attn.q_b_proj"), or None."""
-        for family in self._by_leaf.get(path[path.rfind(".") + 1:], ()):
+        for family in self._by_digitless.get(path.translate(DROP_DIGITS), ()):
             indices = family.template.indices(path)
             if indices is not None:
                 return family.module(path, indices)

@@ -78,9 +78,9 @@ class PrivateBroker:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "server.out", "ab")
-        self.process = subprocess.Popen([SERVER], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        with open(self.root / "server.out", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([SERVER], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         self.wait_accepting()
 
     def wait_accepting(self, seconds: float = START_SECONDS) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import keys, trained_adapter  # noqa: F401 -- the same adapter and orgs as e2e
+from tests.fixtures.s3 import s3_server  # noqa: F401 -- moto, shared by the session
 from tests.reliability.broker import PrivateBroker
 from tests.reliability.harness import Api, start_fault_topology
 from tests.reliability.s3_faults import FaultProxy

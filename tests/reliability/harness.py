@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ MODEL = "loraserve/kimi-k2-tiny"
 ALL = (*SERVICES, "gpu-worker")
 WAIT_SECONDS = 240.0
 ACTIVE_RESPONSE = ("queued", "in_progress")
+# the tiny model answers this prompt greedily with ~980 tokens (it runs into its 1024-token context;
+# most prompts stop within a few hundred): seconds of generation in which to break something
+LONG_PROMPT, LONG = "Poem number long.", 960
 
 
 @dataclass
@@ -36,9 +40,9 @@ class FaultTopology(Topology):
         args = ["worker", "--model", MODEL] if name == "gpu-worker" else ["serve", name]
         env = {**self.env, **self.overrides.get(name, {}),
                "LORASERVE_DATA_DIR": str(self.root / name), "LORASERVE_PORT": str(port)}
-        log = open(self.root / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "shared.cli.main", *args], env=env,
-                                                stdout=log, stderr=log)
+        with open(self.root / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", "shared.cli.main", *args], env=env,
+                                                    stdout=log, stderr=log)
 
     def sigkill(self, name: str) -> None:
         self.kill(name)  # Popen.kill is SIGKILL: no drain, no acks, no goodbyes
@@ -178,7 +182,15 @@ class Api:
         return wait_until(lambda: (doc := self.response(response_id)) is not None and done(doc) and doc,
                           f"response {response_id}", seconds)
 
-    def background(self, max_output_tokens: int, lora: str | None = None, prompt: str = "Count to a thousand.") -> dict:
+    def delete_file(self, file_id: str) -> requests.Response:
+        return requests.delete(self._url("file-ingest", f"/files/{file_id}"), headers=self.headers, timeout=30)
+
+    def chat(self, lora: str, max_tokens: int = 8) -> requests.Response:
+        return requests.post(self._url("inference-router", "/chat/completions"), headers=self.headers, timeout=60,
+                             json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}],
+                                   "max_tokens": max_tokens, "temperature": 0, "metadata": {"lora": lora}})
+
+    def background(self, max_output_tokens: int = LONG, lora: str | None = None, prompt: str = LONG_PROMPT) -> dict:
         metadata = {"lora": lora, "completion_window": "priority"} if lora else None
         body = {"model": MODEL, "input": [{"role": "user", "content": prompt}], "background": True,
                 "max_output_tokens": max_output_tokens, "temperature": 0}
@@ -197,3 +209,40 @@ def is_terminal_response(doc: dict) -> bool:
 def output_text(doc: dict) -> str:
     """The text of a Response object's output messages (what the SDKs call `output_text`)."""
     return "".join(part.get("text", "") for item in doc.get("output") or [] for part in item.get("content") or [])
+
+
+class EventTap:
+    """GET /v1/events read on a thread: every frame's (type, data) as it arrives."""
+
+    def __init__(self, api: Api):
+        self.api = api
+        self.events: list[tuple[str, dict]] = []
+        self.connected = threading.Event()
+        self.stopped = False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+
+    def start(self) -> EventTap:
+        self.thread.start()
+        if not self.connected.wait(60):
+            raise AssertionError("GET /v1/events did not connect")
+        return self
+
+    def _read(self) -> None:
+        url = f"{self.api.topo.url('registry')}/v1/events"
+        with requests.get(url, headers=self.api.headers, stream=True, timeout=(10, 60)) as resp:
+            kind = None
+            for raw in resp.iter_lines(decode_unicode=True):
+                self.connected.set()
+                if self.stopped:
+                    return
+                if raw.startswith("event: "):
+                    kind = raw[len("event: "):]
+                elif raw.startswith("data: ") and kind:
+                    self.events.append((kind, json.loads(raw[len("data: "):])))
+
+    def saw(self, kind: str, lora_name: str) -> bool:
+        return any(k == kind and data.get("data", {}).get("lora", {}).get("name") == lora_name
+                   for k, data in self.events)
+
+    def stop(self) -> None:
+        self.stopped = True

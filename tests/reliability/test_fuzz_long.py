@@ -4,29 +4,14 @@ never a 5xx, every 4xx in the API's envelope, every declared answer matching the
 from __future__ import annotations
 
 import hypothesis
-import pytest
 
 from tests.integration.fuzz.checks import CHECKS, ENDLESS, exercise, load_schema
-from tests.integration.fuzz.server import DevServer, start_dev_server
-from tests.integration.fuzz.steering import Seeds, plant_seeds
+from tests.integration.fuzz.steering import Seeds  # `seeds` and `dev_server` come from conftest.py
 
 EXAMPLES_PER_OPERATION = 300
 SEQUENCES, STEPS_PER_SEQUENCE = 100, 10
 
 schema = load_schema(max_examples=EXAMPLES_PER_OPERATION, deterministic=False)
-
-
-# module-scoped here rather than in a conftest: the fault tests beside this module have their own fixtures
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory) -> DevServer:
-    server = start_dev_server(tmp_path_factory.mktemp("reliability-dev"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def seeds(dev_server) -> Seeds:
-    return plant_seeds(dev_server)
 
 
 @schema.parametrize()
