@@ -32,6 +32,9 @@ def configure(production: bool, level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # aiohttp logs requests it refuses at the protocol level (bad request lines, broken chunking) with a
+    # traceback at ERROR; the caller already got a 4xx, so they are not server errors
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 def get_logger(name: str):

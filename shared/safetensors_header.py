@@ -127,17 +127,40 @@ def _raise_foreign_format(prefix: bytes) -> None:
 # -- the JSON header ------------------------------------------------------------------
 def parse_header(raw: bytes, file_size: int) -> SafetensorsHeader:
     """Parse the N header bytes (without the 8-byte length) of a file of `file_size` bytes."""
-    result = SafetensorsHeader(header_length=len(raw))
+    text = decode_utf8(raw)
+    return from_document(load_json(text) if isinstance(text, str) else text, len(raw), file_size)
+
+
+# parse_header in three steps, for a caller that lets each input go once the next is built (20 MB each)
+def decode_utf8(raw: bytes) -> str | HeaderProblem:
     try:
-        document = _decode(raw)
-    except _Failed as failed:
-        result.problems.append(failed.problem)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return HeaderProblem(HEADER_NOT_UTF8, f"header is not UTF-8 (byte {error.start})")
+
+
+def load_json(text: str) -> dict | HeaderProblem:
+    if not text.startswith("{"):
+        return HeaderProblem(HEADER_NOT_JSON, "header does not start with '{'")
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, oversized ints, deep nesting
+        return HeaderProblem(HEADER_NOT_JSON, f"header is not valid JSON: {str(error)[:200]}")
+    if not isinstance(document, dict):  # cannot happen after the '{' check; kept for safety
+        return HeaderProblem(HEADER_NOT_JSON, "header is not a JSON object")
+    return document
+
+
+def from_document(document: dict | HeaderProblem, header_length: int, file_size: int) -> SafetensorsHeader:
+    """The header from its parsed JSON, which this empties (its entries are freed as they are read)."""
+    result = SafetensorsHeader(header_length=header_length)
+    if isinstance(document, HeaderProblem):
+        result.problems.append(document)
         return result
     _read_metadata(document.pop(METADATA_KEY, None), result)
     # entries without a TensorEntry whose data_offsets are readable still take part in the layout check
     other_regions: list[tuple[int, int, str]] = []
     contiguous_end = _read_tensors(document, result, other_regions)
-    del document  # the parsed JSON is the largest structure here: let it go before the layout check
     if contiguous_end is not None:
         _check_buffer_end(contiguous_end, result, file_size)
     else:
@@ -197,22 +220,6 @@ def _valid_entry(name: str, entry: object, shapes: dict[tuple[int, ...], tuple[i
         return None
     key = tuple(shape)  # every dim an int: equal tuples are interchangeable
     return _new_tuple(TensorEntry, (name, dtype, shapes.setdefault(key, key), start, end))
-
-
-def _decode(raw: bytes) -> dict:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise _Failed(HEADER_NOT_UTF8, f"header is not UTF-8 (byte {error.start})") from None
-    if not text.startswith("{"):
-        raise _Failed(HEADER_NOT_JSON, "header does not start with '{'")
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, oversized ints, deep nesting
-        raise _Failed(HEADER_NOT_JSON, f"header is not valid JSON: {str(error)[:200]}") from None
-    if not isinstance(document, dict):  # cannot happen after the '{' check; kept for safety
-        raise _Failed(HEADER_NOT_JSON, "header is not a JSON object")
-    return document
 
 
 def _read_metadata(metadata: object, result: SafetensorsHeader) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from services.gpu_worker.engine_loop import WorkerStopping
-from services.gpu_worker.errors import DEADLINE_EXCEEDED, WORKER_LOST, AdapterRejected
+from services.gpu_worker.errors import DEADLINE_EXCEEDED, INVALID_REQUEST, WORKER_LOST, AdapterRejected
 from services.gpu_worker.outcomes import ReplyStream, ResponseEvents
 from services.gpu_worker.sequence import RequestUpdate
 from services.gpu_worker.worker import Worker
@@ -74,7 +74,12 @@ async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, even
         log.warning("adapter_unavailable", response_id=job.response_id, error=str(exc))
         await _failed(replies, events, ADAPTER_UNAVAILABLE, f"The LoRA's files could not be fetched: {exc}")
         return
-    request = worker.request(job.response_id, job.messages, job.sampling, job.adapter, weights)
+    try:
+        request = worker.request(job.response_id, job.messages, job.sampling, job.adapter, weights)
+    except (ValueError, TypeError) as exc:
+        # the conversation cannot be rendered (e.g. empty): retrying would fail the same way
+        await _failed(replies, events, INVALID_REQUEST, f"The request could not be rendered as a prompt: {exc}")
+        return
     final: RequestUpdate | None = None
     try:
         async for update in worker.generate(job.response_id, request):

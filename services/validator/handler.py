@@ -28,7 +28,6 @@ from shared.contracts.messages import (
     ValidationStatusChanged,
 )
 from shared.logging import correlation_id, get_logger
-from shared.safetensors_header import parse_fetched
 from shared.stores.blobs import BlobStore
 
 log = get_logger("validator")
@@ -62,7 +61,7 @@ async def validate_job(validator: Validator, job: ValidateAdapter) -> Problems:
 
 def _validate_fetched(config_bytes: bytes, fetched: FetchedHeader, model: ModelEntry) -> Problems:
     with cyclic_gc_paused():
-        return validate_adapter(config_bytes, parse_fetched(fetched.raw, fetched.file_size), model)
+        return validate_adapter(config_bytes, fetched.parse(), model)
 
 
 async def handle_validate_adapter(validator: Validator, job: ValidateAdapter) -> None:

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from services.validator import codes
 from services.validator.config_rules import MAX_CONFIG_BYTES
 from services.validator.metrics import BYTES_READ
-from shared.safetensors_header import HeaderProblem, fetch_header_bytes
+from shared.safetensors_header import (
+    HeaderProblem,
+    SafetensorsHeader,
+    decode_utf8,
+    fetch_header_bytes,
+    from_document,
+    load_json,
+)
 from shared.stores.blobs import BlobNotFound, BlobStore
 
 
@@ -16,10 +23,25 @@ class MissingBlob(Exception):
         self.code = code
 
 
-@dataclass(frozen=True)
+@dataclass
 class FetchedHeader:
-    raw: bytes | HeaderProblem  # the header's bytes, or why they could not be read
+    raw: bytes | HeaderProblem | None  # the header's bytes, or why they could not be read; None once parsed
     file_size: int
+
+    def parse(self) -> SafetensorsHeader:
+        """Parse once, letting each 20 MB stage go as soon as the next is built: the bytes once
+        decoded, the text once loaded (the parsed JSON is emptied as the tensors are read)."""
+        raw, self.raw = self.raw, None
+        if raw is None:
+            raise RuntimeError("the header was parsed already")
+        if isinstance(raw, HeaderProblem):
+            return SafetensorsHeader(problems=[raw])
+        header_length = len(raw)
+        text = decode_utf8(raw)
+        del raw
+        document = load_json(text) if isinstance(text, str) else text
+        del text
+        return from_document(document, header_length, self.file_size)
 
 
 async def read_config_bytes(blobs: BlobStore, key: str) -> bytes:

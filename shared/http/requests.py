@@ -18,8 +18,17 @@ def org_id(request: web.Request) -> str:
     return request[ORG_ID]
 
 
+# pydantic puts the member type of a union into `loc` (`input.str`, `input.list[...]`): not a param
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
+
+
+def _is_field(part) -> bool:
+    text = str(part)
+    return text != "__root__" and "[" not in text and text.lower() not in _UNION_TAGS
+
+
 def param_of(error: dict) -> str | None:
-    parts = [str(p) for p in error.get("loc", ()) if p != "__root__"]
+    parts = [str(p) for p in error.get("loc", ()) if _is_field(p)]
     if not parts:
         return None
     out = parts[0]

@@ -64,6 +64,15 @@ async def test_a_background_request_publishes_its_response_events(platform):
     assert done[0].output_text == PHRASE and done[0].org_id == "org-a" and done[0].lora_id == "lora-phrase"
 
 
+async def test_a_job_whose_conversation_cannot_be_rendered_fails_at_once_instead_of_retrying(platform):
+    bus, _, _, events = platform
+    empty = job("resp_empty", background=True).model_copy(update={"messages": []})
+    await bus.publish(empty, source=SOURCE)
+    done = await events.wait_for(lambda m: isinstance(m, ResponseStatusChanged) and m.seq == 2)
+    assert done[0].status == "failed" and done[0].error["code"] == "invalid_request"
+    assert await bus.queue_depth(t.inference_queue(ENTRY.slug)) == 0
+
+
 def validation(response_id, adapter):
     return RunGpuValidation(validation_id=f"val-{response_id}", org_id="org-a", model=ENTRY.id, model_slug=ENTRY.slug,
                             response_id=response_id, adapter=adapter)

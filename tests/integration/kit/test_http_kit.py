@@ -129,3 +129,18 @@ async def test_health_ready_and_metrics(kit):
     await client.post("/v1/echo", json={"name": "ab"}, headers={"x-api-key": key})
     text = await (await client.get("/metrics")).text()
     assert 'loraserve_http_requests_total{method="POST",route="/v1/echo",status="200"}' in text
+
+
+def test_union_member_types_never_show_up_as_the_param():
+    from pydantic import BaseModel, ValidationError
+
+    from shared.http.requests import bad_request_from
+
+    class Body(BaseModel):
+        input: str | list[int]
+
+    try:
+        Body.model_validate({"input": 5})
+    except ValidationError as exc:
+        error = bad_request_from(exc)
+    assert error.param == "input"
