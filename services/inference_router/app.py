@@ -78,7 +78,7 @@ def responses_ctx(router: RouterContext):
         consumers = [await bus.consume(topology.ROUTER_RESPONSES_QUEUE, status_handler(router),
                                        prefetch=RESPONSE_EVENTS_PREFETCH)]
         # background jobs set aside by the bus end their Response failed (dead_letters.py)
-        for queue in dead_letter_queues([]):
+        for queue in dead_letter_queues(router.platform.catalogue.slugs()):
             consumers.append(await bus.consume(queue, dead_letter_handler(router)))
         sweeper = asyncio.get_running_loop().create_task(sweep_forever(router))
         yield
