@@ -30,6 +30,8 @@ DTYPE_BITS = {
     "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
     "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
 }
+# each dtype's own name object and bits: the 140 thousand tensors of a header share them
+_DTYPES = {name: (name, bits) for name, bits in DTYPE_BITS.items()}
 
 # result codes
 HEADER_TRUNCATED = "header_truncated"
@@ -46,8 +48,9 @@ BUFFER_SIZE_MISMATCH = "buffer_size_mismatch"
 METADATA_INVALID = "metadata_invalid"
 
 ZIP_MAGIC = b"PK\x03\x04"
-_new_tuple = tuple.__new__  # makes a NamedTuple without its Python-level __new__
 PICKLE_PROTOCOLS = range(2, 6)
+
+_new_tuple = tuple.__new__  # makes a NamedTuple without its Python-level __new__
 
 
 @dataclass(frozen=True)
@@ -169,23 +172,21 @@ def from_document(document: dict | HeaderProblem, header_length: int, file_size:
     return result
 
 
-def _read_tensors(document: dict, result: SafetensorsHeader, other_regions: list[tuple[int, int, str]]) -> int | None:
+def _read_tensors(document: dict, result: SafetensorsHeader,
+                  other_regions: list[tuple[int, int, str]]) -> int | None:
     """Fill `result.tensors` in the header's order, reporting each bad entry. Returns where the data
     ends when the regions, in that order, tile the buffer from 0 (then sorting them would find no
     problem, so the layout check needs only that end), else None.
 
-    The hot loop of a 140-thousand-tensor header: the common valid entry is checked inline, each
-    entry is dropped from `document` once read (its memory is reused for what replaces it), and
-    equal shapes share one tuple.
+    The hot loop of a 140-thousand-tensor header: each entry is dropped from `document` once read
+    (its memory is reused for what replaces it), and equal shapes share one tuple from `shapes`.
     """
     tensors = result.tensors
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
     expected: int | None = 0  # where the next region must start while they tile the buffer in order
     for name in list(document):
         entry = document.pop(name)
-        tensor = _valid_entry(name, entry, shapes)
-        if tensor is None:
-            tensor = _tensor_entry(name, entry, result)  # the same checks, reporting what is wrong
+        tensor = _tensor_entry(name, entry, result, shapes)
         if tensor is not None:
             tensors[name] = tensor
             start, end = tensor.start, tensor.end
@@ -197,29 +198,6 @@ def _read_tensors(document: dict, result: SafetensorsHeader, other_regions: list
         if expected is not None:
             expected = end if start == expected else None
     return expected
-
-
-def _valid_entry(name: str, entry: object, shapes: dict[tuple[int, ...], tuple[int, ...]]) -> TensorEntry | None:
-    """The entry when it passes every check `_tensor_entry` makes, else None (without saying why)."""
-    if type(entry) is not dict:
-        return None
-    shape, offsets, dtype = entry.get("shape"), entry.get("data_offsets"), entry.get("dtype")
-    if type(shape) is not list or len(shape) > MAX_TENSOR_RANK or type(offsets) is not list or len(offsets) != 2:
-        return None
-    size = DTYPE_BITS.get(dtype) if type(dtype) is str else None
-    if size is None:
-        return None
-    for dim in shape:
-        if type(dim) is not int or not 0 <= dim <= MAX_DIMENSION:
-            return None
-        size *= dim
-    start, end = offsets
-    if type(start) is not int or type(end) is not int or not 0 <= start <= end <= MAX_OFFSET:
-        return None
-    if size % 8 or size // 8 != end - start:
-        return None
-    key = tuple(shape)  # every dim an int: equal tuples are interchangeable
-    return _new_tuple(TensorEntry, (name, dtype, shapes.setdefault(key, key), start, end))
 
 
 def _read_metadata(metadata: object, result: SafetensorsHeader) -> None:
@@ -245,7 +223,8 @@ def _is_offsets(offsets: object) -> bool:
             and 0 <= offsets[0] <= offsets[1] <= MAX_OFFSET)
 
 
-def _tensor_entry(name: str, entry: object, result: SafetensorsHeader) -> TensorEntry | None:
+def _tensor_entry(name: str, entry: object, result: SafetensorsHeader,
+                  shapes: dict[tuple[int, ...], tuple[int, ...]]) -> TensorEntry | None:
     if type(entry) is not dict:
         result.add(TENSOR_ENTRY_INVALID, f"{name}: entry is not an object", name)
         return None
@@ -258,11 +237,14 @@ def _tensor_entry(name: str, entry: object, result: SafetensorsHeader) -> Tensor
         result.add(TENSOR_ENTRY_INVALID, f"{name}: data_offsets must be [begin, end] with 0 <= begin <= end, "
                    f"found {_short(offsets)}", name)
         return None
-    if type(dtype) is not str or dtype not in DTYPE_BITS:
+    known = _DTYPES.get(dtype) if type(dtype) is str else None
+    if known is None:
         result.add(DTYPE_UNKNOWN, f"{name}: unknown dtype {_short(dtype)}", name)
         return None
-    tensor = TensorEntry(name, dtype, tuple(shape), offsets[0], offsets[1])
-    bits = math.prod(tensor.shape) * DTYPE_BITS[dtype]
+    dtype, bits = known
+    key = tuple(shape)  # every dim an int: equal tuples are interchangeable
+    tensor = _new_tuple(TensorEntry, (name, dtype, shapes.setdefault(key, key), offsets[0], offsets[1]))
+    bits *= math.prod(key)
     span = tensor.end - tensor.start
     if bits % 8:
         result.add(TENSOR_SIZE_MISMATCH, f"{name}: {dtype} {list(tensor.shape)} is {bits} bits, "

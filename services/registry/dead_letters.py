@@ -9,12 +9,13 @@ from services.registry.context import Registry
 from services.registry.operations import mark_unverified
 from shared.bus.base import Delivery
 from shared.contracts import topology as t
-from shared.contracts.messages import MESSAGE_TYPES, RunGpuValidation, ValidateAdapter
-from shared.logging import get_logger
+from shared.contracts.messages import MESSAGE_TYPES, ResponseStatusChanged, RunGpuValidation, ValidateAdapter
+from shared.logging import correlation_id, get_logger
 
 log = get_logger("registry.dead_letters")
 DEAD_LETTERED_CODE = "validation_dead_lettered"
 VALIDATION_JOBS = (ValidateAdapter, RunGpuValidation)
+RESPONSE_SEQ_TERMINAL = 2  # the worker numbers a Response's steps in_progress = 1, terminal = 2
 
 
 def dead_letter_queues(slugs: list[str]) -> list[str]:
@@ -61,6 +62,18 @@ async def on_dead_letter(registry: Registry, delivery: Delivery) -> None:
     if delivery.death is not None and delivery.death.error:
         log.info("dead-lettered validation job", validation_id=job.validation_id, reason=reason,
                  last_error=delivery.death.error)
-    await mark_unverified(registry, org_id=job.org_id, lora_id=job.adapter.lora_id,
-                          validation_id=job.validation_id, model=job.model, code=DEAD_LETTERED_CODE,
-                          message=explain(job, reason, queue))
+    message = explain(job, reason, queue)
+    ended = await mark_unverified(registry, org_id=job.org_id, lora_id=job.adapter.lora_id,
+                                  validation_id=job.validation_id, model=job.model, code=DEAD_LETTERED_CODE,
+                                  message=message)
+    if ended and isinstance(job, RunGpuValidation):
+        await fail_validation_response(registry, job, message)
+
+
+async def fail_validation_response(registry: Registry, job: RunGpuValidation, message: str) -> None:
+    """A worker that took the job started the validation's Response before it died with it; nobody
+    will finish that Response now, so end it failed (the router folds it; a terminal one never changes)."""
+    event = ResponseStatusChanged(response_id=job.response_id, org_id=job.org_id, model=job.model,
+                                  status="failed", seq=RESPONSE_SEQ_TERMINAL, lora_id=job.adapter.lora_id,
+                                  error={"code": DEAD_LETTERED_CODE, "message": message})
+    await registry.bus.publish(event, source=registry.source, correlation_id=correlation_id.get())

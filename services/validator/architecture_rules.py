@@ -56,8 +56,8 @@ def check_weights(header: SafetensorsHeader, config: AdapterConfig, model: Model
         _check_module(entry, config, model, problems, flagged_patterns, module_prefixes)
 
 
-# a pair: [the first of its tensor names, lora_A, lora_B]
-_FIRST, _SLOTS = 0, {"lora_A": 1, "lora_B": 2}
+# a pair: [the first of its tensor names, that tensor's part, lora_A, lora_B]
+_SLOTS = {"lora_A": 2, "lora_B": 3}
 
 
 def _adapted_modules(header: SafetensorsHeader, config: AdapterConfig, model: ModelEntry,
@@ -65,8 +65,8 @@ def _adapted_modules(header: SafetensorsHeader, config: AdapterConfig, model: Mo
     pairs = _pair_tensors(header.tensors, model.key_prefixes, problems)
     adapted = []
     fused_targets = _FusedTargets(config)
-    for (prefix, _), (first, lora_A, lora_B) in pairs.items():
-        key = lora_key(first, prefix, lora_part(first))
+    for (prefix, _), (first, part, lora_A, lora_B) in pairs.items():
+        key = lora_key(first, prefix, part)
         try:
             module = resolve_module(key, model.shapes, fused_targets.of(key))
         except KeyProblem as problem:
@@ -84,15 +84,15 @@ def _pair_tensors(tensors: dict[str, TensorEntry], prefixes: list[str],
     for name, tensor in tensors.items():
         try:
             prefix = key_prefix(name, prefixes)
-            slot = _SLOTS[lora_part(name)]
+            part = lora_part(name)
         except KeyProblem as problem:
             problems.add(problem.code, problem.message)
             continue
         stem = (prefix, name[:-SUFFIX_CHARS])
         pair = pairs.get(stem)
         if pair is None:
-            pair = pairs[stem] = [name, None, None]
-        pair[slot] = tensor
+            pair = pairs[stem] = [name, part, None, None]
+        pair[_SLOTS[part]] = tensor
     return pairs
 
 
@@ -131,17 +131,18 @@ def _check_expert_layouts(adapted: list[AdaptedModule], problems: Problems) -> N
         elif group is Group.FUSED_EXPERTS:
             fused.add((entry.prefix, entry.module.layer))
     for _, layer in sorted(per_expert & fused):
-        problems.add(codes.EXPERTS_LAYOUT_MIXED,
-                     f"layer {layer} has both per-expert (mlp.experts.{{e}}.*) and fused (mlp.experts.lora_*) tensors")
+        problems.add(codes.EXPERTS_LAYOUT_MIXED, f"layer {layer} has both per-expert (mlp.experts.{{e}}.*) "
+                     "and fused (mlp.experts.lora_*) tensors")
 
 
 def _check_module(entry: AdaptedModule, config: AdapterConfig, model: ModelEntry, problems: Problems,
                   flagged_patterns: set[str], module_prefixes: dict[str, str]) -> None:
     a, b = entry.lora_A, entry.lora_B
-    if (a is None or b is None or a.dtype not in LORA_DTYPES or b.dtype not in LORA_DTYPES) and not _complete_pair(
-            entry, problems):
+    plain_pair = a is not None and b is not None and a.dtype in LORA_DTYPES and b.dtype in LORA_DTYPES
+    if not plain_pair and not _complete_pair(entry, problems):
         return
-    if config.targeting is not None and not config.targeting.targets(entry.module, module_prefixes[entry.prefix]):
+    targeting = config.targeting
+    if targeting is not None and not targeting.targets(entry.module, module_prefixes[entry.prefix]):
         problems.add(codes.MODULE_NOT_TARGETED,
                      f"{a.name}: {entry.full_name} is not targeted by target_modules/target_parameters")
     configured = _configured_rank(entry, config, model, problems, flagged_patterns)

@@ -36,12 +36,6 @@ class LoraKey(NamedTuple):
     part: str  # "lora_A" or "lora_B"
 
 
-def parse_key(name: str, prefixes: list[str]) -> LoraKey:
-    """Split a tensor name; raises KeyProblem naming why it is not a plain LoRA tensor."""
-    prefix = key_prefix(name, prefixes)
-    return lora_key(name, prefix, lora_part(name))
-
-
 def key_prefix(name: str, prefixes: list[str]) -> str:
     """The first of `prefixes` that `name` starts with; raises KeyProblem when none does."""
     for prefix in prefixes:
@@ -51,11 +45,11 @@ def key_prefix(name: str, prefixes: list[str]) -> str:
 
 
 def lora_part(name: str) -> str:
-    """Which half of a LoRA pair the tensor is, "lora_A" or "lora_B"; else raises KeyProblem naming what it is."""
-    for suffix, part in LORA_SUFFIXES.items():
-        if name.endswith(suffix):
-            return part
-    raise _not_lora(name)
+    """Which half of a LoRA pair the tensor is, "lora_A" or "lora_B"; else raises KeyProblem saying what."""
+    part = LORA_SUFFIXES.get(name[-SUFFIX_CHARS:])  # both suffixes have the same length
+    if part is None:
+        raise _not_lora(name)
+    return part
 
 
 def lora_key(name: str, prefix: str, part: str) -> LoraKey:

@@ -33,6 +33,10 @@ class NameMatcher:
         self.regex = regex
         # an entry of n dotted parts can only equal the last n parts of a name
         self._suffix_lengths = sorted({name.count(".") + 1 for name in self.names})
+        # A name's indices are ASCII digits, so entries without one can only match the parts after
+        # its last index: then all names of one template (per prefix) get the same answer.
+        self.blind_to_indices = everything or (regex is None and not any(
+            digit in name for name in self.names for digit in "0123456789"))
 
     def matches(self, full_name: str) -> bool:
         if self.everything:
@@ -58,7 +62,21 @@ class Targeting:
         self.parameters = parameters
         self.exclude = exclude
 
+        # with every matcher blind to indices, one answer per (prefix, family): Kimi has ~70 thousand
+        # modules in a few dozen families
+        blind = all(m.blind_to_indices for m in (modules, parameters, exclude))
+        self._answers: dict[tuple, bool] | None = {} if blind and shapes.family_keys_unique else None
+
     def targets(self, module: TargetModule, module_prefix: str) -> bool:
+        if self._answers is None:
+            return self._targets(module, module_prefix)
+        family = (module_prefix, *self.shapes.family_key(module))
+        answer = self._answers.get(family)
+        if answer is None:
+            answer = self._answers[family] = self._targets(module, module_prefix)
+        return answer
+
+    def _targets(self, module: TargetModule, module_prefix: str) -> bool:
         full = module_prefix + module.path
         if module.kind is ModuleKind.LINEAR:
             return self._module_targeted(full)

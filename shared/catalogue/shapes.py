@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import Enum
+from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -82,7 +82,6 @@ class IndexRange:
 
 Token = str | IndexRange
 _INDEX = "(0|[1-9][0-9]*)"
-DROP_DIGITS = str.maketrans("", "", "0123456789")  # for str.translate: drops the ASCII digits
 _new_tuple = tuple.__new__
 
 
@@ -93,14 +92,13 @@ class NameTemplate:
     tokens: tuple[Token, ...]
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
     ranges: tuple[IndexRange, ...] = field(init=False, repr=False, compare=False)
-    digitless: str = field(init=False, repr=False, compare=False)  # its names with the ASCII digits dropped
+    _bounds: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         pattern = r"\.".join(_INDEX if isinstance(t, IndexRange) else re.escape(t) for t in self.tokens)
         object.__setattr__(self, "regex", re.compile(pattern))
         object.__setattr__(self, "ranges", tuple(t for t in self.tokens if isinstance(t, IndexRange)))
-        digitless = ".".join("" if isinstance(t, IndexRange) else t for t in self.tokens).translate(DROP_DIGITS)
-        object.__setattr__(self, "digitless", digitless)
+        object.__setattr__(self, "_bounds", tuple((r.start, r.stop) for r in self.ranges))  # read per name
 
     def indices(self, path: str) -> tuple[int, ...] | None:
         """The indices in `path` if it is one of this family's names, else None."""
@@ -108,8 +106,8 @@ class NameTemplate:
         if found is None:
             return None
         values = tuple(map(int, found.groups()))
-        for index_range, value in zip(self.ranges, values):
-            if not index_range.start <= value < index_range.stop:
+        for (start, stop), value in zip(self._bounds, values):
+            if not start <= value < stop:
                 return None
         return values
 
@@ -171,13 +169,15 @@ class ModuleShapes:
         self.moe_layers = IndexRange(first_moe, layers)
         self.experts = IndexRange(0, arch.n_routed_experts)
         self.families = self._families()
-        # A name can only be one of a family's if it equals the family's template once the ASCII
-        # digits are dropped from both (its indices are ASCII digits): index the families by that.
-        self._by_digitless: dict[str, list[Family]] = {}
+        # the last component of a template is always a literal: index by it and the number of dots
+        self._by_leaf: dict[tuple[str, int], list[Family]] = {}
         for family in self.families:
-            self._by_digitless.setdefault(family.template.digitless, []).append(family)
-        # ...and when no two families share that key, it names a module's family: callers may cache by it
-        self.digitless_names_family = all(len(found) == 1 for found in self._by_digitless.values())
+            tokens = family.template.tokens
+            dots = len(tokens) - 1 + sum(token.count(".") for token in tokens if isinstance(token, str))
+            self._by_leaf.setdefault((str(tokens[-1]).rpartition(".")[2], dots), []).append(family)
+        # when no two families share it, `family_key(module)` tells a module's family: callers may cache by it
+        family_keys = {(f.kind, f.group, f.projection) for f in self.families}
+        self.family_keys_unique = len(family_keys) == len(self.families)
 
     # -- shapes --------------------------------------------------------------------
     def _attention_shapes(self) -> dict[str, tuple[int, int]]:
@@ -234,11 +234,16 @@ class ModuleShapes:
     # -- lookups -------------------------------------------------------------------
     def resolve(self, path: str) -> TargetModule | None:
         """The module or parameter named `path` (e.g. "layers.3.self_attn.q_b_proj"), or None."""
-        for family in self._by_digitless.get(path.translate(DROP_DIGITS), ()):
+        for family in self._by_leaf.get((path[path.rfind(".") + 1:], path.count(".")), ()):
             indices = family.template.indices(path)
             if indices is not None:
                 return family.module(path, indices)
         return None
+
+    @staticmethod
+    def family_key(module: TargetModule) -> tuple[ModuleKind, Group, str]:
+        """What all modules of a family share; it names the family when `family_keys_unique`."""
+        return module.kind, module.group, module.projection
 
     def is_moe_layer(self, layer: int) -> bool:
         return self.moe_layers.start <= layer < self.moe_layers.stop

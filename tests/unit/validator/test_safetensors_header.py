@@ -46,6 +46,17 @@ def test_overlapping_regions_are_named():
     assert "overlaps" in problems[0].message
 
 
+def test_regions_may_be_listed_in_any_order_but_must_tile_the_buffer():
+    def header(b_offsets):
+        return {"b": {"dtype": "U8", "shape": [4], "data_offsets": b_offsets},
+                "empty": {"dtype": "U8", "shape": [0], "data_offsets": [4, 4]},
+                "a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}}
+    assert sh.parse_bytes(build(header([4, 8]), 8)).ok
+    problems = sh.parse_bytes(build(header([6, 10]), 10)).problems
+    assert [(p.code, p.tensor) for p in problems] == [(sh.OFFSETS_INVALID, "b")]
+    assert "leaves a gap before byte 4" in problems[0].message
+
+
 def test_every_tensor_problem_is_collected():
     header = {f"t{i}": {"dtype": "F99", "shape": [0], "data_offsets": [0, 0]} for i in range(5)}
     problems = sh.parse_bytes(build(header, 0)).problems

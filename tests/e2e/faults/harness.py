@@ -19,8 +19,8 @@ from pathlib import Path
 
 import requests
 
+from tests.e2e.faults.s3_faults import FaultProxy
 from tests.e2e.topology import SERVICES, Topology, free_port
-from tests.reliability.s3_faults import FaultProxy
 
 MODEL = "loraserve/kimi-k2-tiny"
 ALL = (*SERVICES, "gpu-worker")

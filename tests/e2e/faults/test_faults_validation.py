@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-from tests.reliability.harness import output_text, wait_until
+from shared.contracts.topology import GPU_VALIDATION_DELIVERY_LIMIT
+from tests.e2e.faults.harness import output_text, wait_until
 
 
 def assert_succeeded(lora: dict) -> dict:
@@ -19,7 +20,7 @@ def assert_succeeded(lora: dict) -> dict:
     return record
 
 
-def test_a_validation_ends_succeeded_after_the_validator_is_killed_mid_job(topology, api, faults,
+def test_a_validation_ends_succeeded_after_the_validator_is_killed_mid_job(fault_topology, api, faults,
                                                                            trained_adapter, figures):
     files = api.upload_adapter(trained_adapter)
     held = faults["validator"].hold(files[0])  # the validator's first read: the adapter's config
@@ -30,9 +31,9 @@ def test_a_validation_ends_succeeded_after_the_validator_is_killed_mid_job(topol
     assert running
 
     killed_at = time.monotonic()
-    topology.sigkill("validator")
+    fault_topology.sigkill("validator")
     faults["validator"].clear()
-    restart = topology.restart("validator")
+    restart = fault_topology.restart("validator")
 
     record = assert_succeeded(api.wait_lora_done(registered.name))
     figures["validator SIGKILL mid-job: restart to ready (s)"] = f"{restart:.1f}"
@@ -40,7 +41,7 @@ def test_a_validation_ends_succeeded_after_the_validator_is_killed_mid_job(topol
     assert api.response(record["response_id"])["status"] in ("completed", "incomplete")
 
 
-def test_a_validation_ends_succeeded_after_the_worker_is_killed_mid_job(topology, api, faults,
+def test_a_validation_ends_succeeded_after_the_worker_is_killed_mid_job(fault_topology, api, faults,
                                                                         trained_adapter, figures):
     files = api.upload_adapter(trained_adapter)
     held = faults["gpu-worker"].hold(files[1])  # the worker fetching the adapter's weights
@@ -50,12 +51,39 @@ def test_a_validation_ends_succeeded_after_the_worker_is_killed_mid_job(topology
     api.wait_response(registered.response_id, lambda doc: doc["status"] == "in_progress")
 
     killed_at = time.monotonic()
-    topology.sigkill("gpu-worker")
+    fault_topology.sigkill("gpu-worker")
     faults["gpu-worker"].clear()
-    restart = topology.restart("gpu-worker")
+    restart = fault_topology.restart("gpu-worker")
 
     record = assert_succeeded(api.wait_lora_done(registered.name))
     figures["worker SIGKILL mid-validation: restart to ready (s)"] = f"{restart:.1f}"
     figures["worker SIGKILL mid-validation: kill to `succeeded` (s)"] = f"{time.monotonic() - killed_at:.1f}"
     response = api.wait_response(record["response_id"], lambda doc: doc["status"] != "in_progress")
     assert response["status"] in ("completed", "incomplete") and output_text(response), response
+
+
+def test_a_gpu_validation_that_kills_every_worker_ends_unverified(fault_topology, api, faults, trained_adapter,
+                                                                  figures):
+    files = api.upload_adapter(trained_adapter)
+    held = faults["gpu-worker"].hold(files[1])
+    registered = api.register("validation-crash-loop", files)
+    for delivery in range(1, GPU_VALIDATION_DELIVERY_LIMIT + 1):
+        # the worker took the job and started its Response; it dies fetching the adapter, every time
+        wait_until(lambda n=delivery: held.hits >= n, f"delivery {delivery} of the GPU validation job")
+        last_kill = time.monotonic()
+        fault_topology.sigkill("gpu-worker")
+        fault_topology.restart("gpu-worker")
+    faults["gpu-worker"].clear()
+
+    lora = api.wait_lora_done(registered.name)
+    [record] = lora["validations"]
+    assert record["status"] == "unverified" and record["result_code"] == "validation_dead_lettered", record
+    assert "delivery_limit" in record["result_message"]
+    assert lora["status"] == "ready"  # unverified stays usable
+    assert held.hits == GPU_VALIDATION_DELIVERY_LIMIT, "the job reached a worker again after its delivery limit"
+    figures["GPU validation crashing its worker: deliveries before dead-letter"] = str(held.hits)
+    figures["GPU validation crashing its worker: last kill to `unverified` (s)"] = \
+        f"{time.monotonic() - last_kill:.1f}"
+    # the validation's Response, which the worker had started, does not stay in progress for ever
+    response = api.wait_response(record["response_id"], lambda doc: doc["status"] != "in_progress", seconds=60)
+    assert response["status"] == "failed" and response["error"]["code"] == "validation_dead_lettered", response

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 
-from tests.reliability.harness import EventTap, is_terminal_response, wait_until
+from tests.e2e.faults.harness import EventTap, is_terminal_response, wait_until
 
 OUTAGE_SECONDS = 12.0  # longer than a publish may wait for the connection (10 s)
 
 
 def test_every_service_recovers_from_a_broker_restart_and_every_lora_ends_correct(
-        topology, broker, api, faults, trained_adapter, figures):
+        fault_topology, broker, api, faults, trained_adapter, figures):
     static_files, gpu_files, later_files = (api.upload_adapter(trained_adapter) for _ in range(3))
     held_static = faults["validator"].hold(static_files[0])
     held_gpu = faults["gpu-worker"].hold(gpu_files[1])
@@ -40,7 +40,7 @@ def test_every_service_recovers_from_a_broker_restart_and_every_lora_ends_correc
     broker.start_app()
     up_at = time.monotonic()
 
-    wait_until(topology.all_ready, "every service ready again")
+    wait_until(fault_topology.all_ready, "every service ready again")
     ready_after = time.monotonic() - up_at
     tap = EventTap(api).start()
     later = api.register("restart-later", later_files)  # the refused name is free: nothing was left
@@ -58,7 +58,7 @@ def test_every_service_recovers_from_a_broker_restart_and_every_lora_ends_correc
                         "a request with the LoRA created after the restart")
     assert served.json()["choices"][0]["message"]["content"] is not None
     wait_until(lambda: any(e.get("lora_id") == later.lora["id"]
-                           for e in topology.log_events("file-ingest", "file_refs_updated")),
+                           for e in fault_topology.log_events("file-ingest", "file_refs_updated")),
                "file-ingest counting the new LoRA's files")
     assert api.delete_file(later.config_file_id).status_code == 409
     wait_until(lambda: tap.saw("lora.created", later.name), "lora.created on GET /v1/events")
