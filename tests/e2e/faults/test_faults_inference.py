@@ -15,6 +15,7 @@ import anthropic
 import openai
 from openai import OpenAI
 
+from shared.contracts.topology import INFERENCE_DELIVERY_LIMIT
 from tests.e2e.faults.harness import LONG, LONG_PROMPT, MODEL, is_terminal_response, wait_until
 
 STREAM_WAIT_SECONDS = 240
@@ -128,7 +129,7 @@ def test_a_background_job_that_kills_every_worker_ends_failed(fault_topology, ap
 
     fresh_worker()
     background = api.background(16, lora=registered.name)
-    for delivery in (1, 2, 3):
+    for delivery in range(1, INFERENCE_DELIVERY_LIMIT + 1):
         # the worker took the job, started its Response and is fetching the adapter: it "crashes"
         wait_until(lambda n=delivery: held.hits >= n, f"delivery {delivery} of the background job")
         last_kill = time.monotonic()
@@ -138,6 +139,6 @@ def test_a_background_job_that_kills_every_worker_ends_failed(fault_topology, ap
     done = api.wait_response(background["id"], is_terminal_response)
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "job_dead_lettered" and "delivered" in done["error"]["message"], done
-    assert held.hits == 3, "the job reached a handler again after its delivery limit"
+    assert held.hits == INFERENCE_DELIVERY_LIMIT, "the job reached a handler again after its delivery limit"
     figures["background job crashing its worker: deliveries before dead-letter"] = str(held.hits)
     figures["background job crashing its worker: last kill to `failed` (s)"] = f"{time.monotonic() - last_kill:.1f}"

@@ -1,16 +1,18 @@
-"""Bus faults over the multi-process topology, published on the bus directly (RabbitMQ vhost of e2e):
+"""Bus faults over the e2e multi-process topology, published on the bus directly (its RabbitMQ vhost):
 
 - validation status events delivered twice and out of order fold to the same LoRA document as
   the same events delivered once in order;
 - a poison validation job (its adapter's blob read raises on every delivery) is dead-lettered
   after the queue's delivery limit, and its record ends `unverified` with a code saying why.
 
-The validator is stopped while the LoRAs are made, so that their records stay `pending` until
-the test's events arrive; its queue is emptied before it comes back, leaving only the poison.
+The validator is stopped while the LoRAs are made, and their jobs are taken off its queue
+before it comes back, so that their records stay `pending` until the test's events (or the
+poison job) arrive.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -124,41 +126,59 @@ async def bus(rabbit_url):
     await bus.close()
 
 
-async def test_duplicated_and_reordered_status_events_fold_to_the_same_document_and_a_poison_job_ends_unverified(
-        topology, keys, trained_adapter, rabbit_url, bus):
-    key = keys[1]["org-a"]
-    files = (await asyncio.to_thread(upload, topology, key, trained_adapter / "adapter_config.json"),
-             await asyncio.to_thread(upload, topology, key, trained_adapter / "adapter_model.safetensors"))
+@contextlib.asynccontextmanager
+async def validator_stopped(topology, rabbit_url: str):
+    """LoRAs made inside stay `pending`: the validator is down, and its queue is emptied on leaving."""
     topology.kill("validator")
     try:
+        yield
+        await purge(rabbit_url, t.VALIDATION_QUEUE)
+    finally:
+        topology.start("validator")
+        topology.wait_ready("validator", seconds=120)
+
+
+async def adapter_files(topology, key: str, adapter_dir) -> tuple[str, str]:
+    return (await asyncio.to_thread(upload, topology, key, adapter_dir / "adapter_config.json"),
+            await asyncio.to_thread(upload, topology, key, adapter_dir / "adapter_model.safetensors"))
+
+
+async def test_duplicated_and_reordered_status_events_fold_to_the_same_document(
+        topology, keys, trained_adapter, rabbit_url, bus):
+    key = keys[1]["org-a"]
+    files = await adapter_files(topology, key, trained_adapter)
+    async with validator_stopped(topology, rabbit_url):
         ordered = create_lora(topology, key, "events-in-order", files)
         shuffled = create_lora(topology, key, "events-shuffled", files)
-        poisoned = create_lora(topology, key, "poisoned-job", files)
-        await purge(rabbit_url, t.VALIDATION_QUEUE)  # only the poison shall reach the validator
+    at = datetime.now(UTC).replace(microsecond=0)
+    running, failed = status_log(ordered, at)
+    for event in (running, failed):
+        await bus.publish(event, source="test/e2e")
+    running, failed = status_log(shuffled, at)
+    for event in (failed, running, failed, running, running):
+        await bus.publish(event, source="test/e2e")
 
-        at = datetime.now(UTC).replace(microsecond=0)
-        running, failed = status_log(ordered, at)
-        for event in (running, failed):
-            await bus.publish(event, source="test/e2e")
-        running, failed = status_log(shuffled, at)
-        for event in (failed, running, failed, running, running):
-            await bus.publish(event, source="test/e2e")
+    def both_folded():
+        views = [get_lora(topology, key, lora["name"]) for lora in (ordered, shuffled)]
+        done = all(v["validations"][0]["started_at"] and v["status"] != "pending_validation" for v in views)
+        return done and views
+    await wait_for(both_folded, "both LoRAs folding their events")
+    await wait_for(lambda: unsettled(rabbit_url, t.REGISTRY_STATUS_QUEUE) == 0, "the registry taking every event")
 
-        def both_folded():
-            views = [get_lora(topology, key, lora["name"]) for lora in (ordered, shuffled)]
-            done = all(v["validations"][0]["started_at"] and v["status"] != "pending_validation" for v in views)
-            return done and views
-        await wait_for(both_folded, "both LoRAs folding their events")
-        await wait_for(lambda: unsettled(rabbit_url, t.REGISTRY_STATUS_QUEUE) == 0,
-                       "the registry taking every status event")
-        in_order, out_of_order = (get_lora(topology, key, lora["name"]) for lora in (ordered, shuffled))
-        assert folded_view(out_of_order) == folded_view(in_order)
-        [record] = in_order["validations"]
-        assert in_order["status"] == "failed" and record["status"] == "failed"
-        assert record["result_code"] == "output_nonfinite"
-        assert record["started_at"] == int(at.timestamp()) and record["finished_at"] == int(at.timestamp()) + 7
+    in_order, out_of_order = (get_lora(topology, key, lora["name"]) for lora in (ordered, shuffled))
+    assert folded_view(out_of_order) == folded_view(in_order)
+    [record] = in_order["validations"]
+    assert in_order["status"] == "failed" and record["status"] == "failed"
+    assert record["result_code"] == "output_nonfinite"
+    assert record["started_at"] == int(at.timestamp()) and record["finished_at"] == int(at.timestamp()) + 7
 
-        deliveries: list[int] = []
+
+async def test_a_poison_validation_job_is_dead_lettered_and_its_record_ends_unverified(
+        topology, keys, trained_adapter, rabbit_url, bus, figures):
+    key = keys[1]["org-a"]
+    deliveries: list[int] = []
+    async with validator_stopped(topology, rabbit_url):
+        poisoned = create_lora(topology, key, "poisoned-job", await adapter_files(topology, key, trained_adapter))
 
         async def count_running(delivery: Delivery) -> None:
             event = ValidationStatusChanged.from_event(delivery.event)
@@ -166,10 +186,7 @@ async def test_duplicated_and_reordered_status_events_fold_to_the_same_document_
                 deliveries.append(1)
 
         subscription = await bus.subscribe(t.EVENTS, ["org.org-a.validation.status.changed"], count_running)
-        await bus.publish(poison_job(poisoned), source="test/e2e")
-    finally:
-        topology.start("validator")
-        topology.wait_ready("validator", seconds=120)
+    await bus.publish(poison_job(poisoned), source="test/e2e")  # the only job the validator will see
 
     lora = await wait_for(lambda: (doc := get_lora(topology, key, "poisoned-job"))["status"] != "pending_validation"
                           and doc, "the poisoned LoRA's record ending")
@@ -182,3 +199,4 @@ async def test_duplicated_and_reordered_status_events_fold_to_the_same_document_
     assert lora["status"] == "ready"  # unverified stays usable, as the seed says
     # each delivery published `running` once before its blob read failed: exactly the queue's limit
     assert len(deliveries) == t.VALIDATION_DELIVERY_LIMIT
+    figures["poison validation job: deliveries before dead-letter"] = str(len(deliveries))
