@@ -41,7 +41,9 @@ async def handle_generate(worker: Worker, delivery: Delivery) -> None:
     events = ResponseEvents(worker, response_id=job.response_id, org_id=job.org_id,
                             lora_id=job.adapter.lora_id if job.adapter else None, messages=job.messages,
                             enabled=job.background)
-    if replies.open and delivery.delivery_count > 1:
+    # a streamed request may already have shown deltas: never replay into it. A non-streamed one has sent
+    # nothing yet, so its redelivery simply runs again and the caller gets its answer late, not an error
+    if replies.open and job.stream and delivery.delivery_count > 1:
         await replies.errored(WORKER_LOST, "The worker running this request stopped; send the request again.")
         if not job.background:
             return
@@ -86,9 +88,10 @@ async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, even
             await replies.delta(update.text)
             final = update if update.finished else final
     except WorkerStopping:
-        await replies.errored(WORKER_LOST, "The worker stopped before the response finished; send it again.")
-        if job.background:
-            raise  # requeued: another worker runs it from scratch
+        if job.stream:
+            await replies.errored(WORKER_LOST, "The worker stopped before the response finished; send it again.")
+        if job.background or not job.stream:
+            raise  # requeued: nothing reached its caller yet, so another worker runs it from scratch
         return
     if final.error_code:
         await _failed(replies, events, final.error_code, final.error_message or "The request failed.")

@@ -132,6 +132,17 @@ async def test_a_redelivered_streamed_job_is_never_replayed_into_its_stream(plat
     assert recorder.replies[0].data["code"] == "stream_interrupted"
 
 
+async def test_a_redelivered_non_streamed_job_runs_again_and_answers(platform):
+    _, worker, refs, _ = platform
+    recorder = RecordingBus()
+    event = job("resp_again_sync", refs["phrase"]).to_event(SOURCE)
+    delivery = Delivery(event=event, queue=t.inference_queue(ENTRY.slug), routing_key="", delivery_count=2,
+                        correlation_id="c2", reply_to="reply-here", _bus=recorder)
+    await asyncio.wait_for(handle_generate(worker, delivery), 20)
+    assert [e.type for e in recorder.replies] == [ResponseFinished.TYPE]
+    assert recorder.replies[0].data["output_text"] == PHRASE
+
+
 async def test_a_worker_stopping_mid_stream_ends_the_stream_with_an_error(platform):
     bus, worker, _, _ = platform
     long_job = job("resp_stop", stream=True, sampling=SamplingParams(max_tokens=330, temperature=1.0, seed=3))
