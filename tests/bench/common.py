@@ -11,12 +11,9 @@ import contextlib
 import json
 import math
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Self
@@ -27,8 +24,8 @@ import requests
 from shared.identity.store import FileIdentityStore
 from tests.e2e.conftest import PHRASE, PROMPT
 from tests.e2e.topology import Topology, start_topology
-from tests.fixtures.rabbit import BROKER, _ctl
-from tests.fixtures.s3 import HOST, _wait_until_listening, free_port
+from tests.fixtures.rabbit import private_vhost
+from tests.fixtures.s3 import moto_process
 
 MiB = 1024 * 1024
 TINY_MODEL = "loraserve/kimi-k2-tiny"
@@ -115,35 +112,14 @@ def _rounded(value: object) -> object:
 
 
 # -- the multi-process topology --------------------------------------------------------------
-@contextlib.contextmanager
-def rabbit_vhost() -> Iterator[str]:
-    """A private vhost on the local broker (as tests/fixtures/rabbit.py makes), deleted afterwards."""
-    vhost = f"loraserve-bench-{uuid.uuid4().hex[:10]}"
-    _ctl("add_vhost", vhost)
-    try:
-        _ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"amqp://guest:guest@{BROKER}/{vhost}"
-    finally:
-        _ctl("delete_vhost", vhost)
+def rabbit_vhost():
+    """A private vhost on the local broker, deleted afterwards."""
+    return private_vhost("loraserve-bench")
 
 
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server():
     """moto's S3 server as a child process (its CPU and memory are not the benchmark process's)."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_until_listening(process, port, log)
-            yield f"{HOST}:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    return moto_process()
 
 
 async def new_key(keys_file: Path, org: str = "org-bench") -> str:

@@ -1,6 +1,5 @@
 """The registry's bus paths on a real RabbitMQ (a private vhost): the broker's dead-lettering, out-of-order
 status events, org-scoped bindings and the SSE fan-out."""
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,25 +9,19 @@ import pytest
 from shared.bus.base import DeadLetter
 from shared.contracts import topology as t
 from shared.contracts.messages import SEQ_GPU_DONE, SEQ_RUNNING, SEQ_VALIDATOR_FAILED
+from tests.fixtures.rabbit import private_vhost
 from tests.integration.registry.conftest import KIMI, TINY, Stack, start_stack, stop_stack
 from tests.integration.registry.test_events_stream import open_stream
 from tests.integration.registry.test_validation_outcomes import publish, status
 
-BROKER = "127.0.0.1:5672"
 pytestmark = pytest.mark.rabbitmq
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
 def vhost_url() -> str:
-    vhost = f"loraserve-registry-{uuid.uuid4().hex[:10]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"amqp://guest:guest@{BROKER}/{vhost}"
-    rabbitmqctl("delete_vhost", vhost)
+    # its own vhost: the fold reads the status queue, which no other suite may have filled
+    with private_vhost("loraserve-registry") as url:
+        yield url
 
 
 @pytest.fixture
