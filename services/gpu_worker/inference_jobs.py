@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
 from services.gpu_worker.engine_loop import WorkerStopping
 from services.gpu_worker.errors import DEADLINE_EXCEEDED, INVALID_REQUEST, WORKER_LOST, AdapterRejected
+from services.gpu_worker.job_parsing import parse_pool_job
 from services.gpu_worker.outcomes import ReplyStream, ResponseEvents
 from services.gpu_worker.sequence import RequestUpdate
 from services.gpu_worker.worker import Worker
-from shared.bus.base import DeadLetter, Delivery
+from shared.bus.base import Delivery
 from shared.contracts.messages import GenerateResponse
 from shared.logging import get_logger
 
@@ -25,18 +24,8 @@ log = get_logger("gpu_worker.inference")
 ADAPTER_UNAVAILABLE = "adapter_unavailable"
 
 
-def parse_job(worker: Worker, delivery: Delivery) -> GenerateResponse:
-    try:
-        job = GenerateResponse.from_event(delivery.event)
-    except (ValidationError, ValueError) as exc:
-        raise DeadLetter(f"malformed inference job: {exc}") from None
-    if job.model_slug != worker.slug:
-        raise DeadLetter(f"job for model {job.model_slug} reached the {worker.slug} pool")
-    return job
-
-
 async def handle_generate(worker: Worker, delivery: Delivery) -> None:
-    job = parse_job(worker, delivery)
+    job = parse_pool_job(worker, delivery, GenerateResponse, "inference job")
     replies = ReplyStream(delivery, worker.source, job.response_id, stream_deltas=job.stream)
     events = ResponseEvents(worker, response_id=job.response_id, org_id=job.org_id,
                             lora_id=job.adapter.lora_id if job.adapter else None, messages=job.messages,

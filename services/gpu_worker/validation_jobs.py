@@ -7,13 +7,12 @@ from scratch, up to the queue's delivery limit, after which the registry marks i
 """
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from services.gpu_worker.errors import OUTPUT_MALFORMED, AdapterRejected
+from services.gpu_worker.job_parsing import parse_pool_job
 from services.gpu_worker.outcomes import ResponseEvents
 from services.gpu_worker.sequence import RequestUpdate
 from services.gpu_worker.worker import Worker
-from shared.bus.base import DeadLetter, Delivery
+from shared.bus.base import Delivery
 from shared.contracts.messages import (
     SEQ_GPU_DONE,
     ChatMessage,
@@ -27,16 +26,6 @@ log = get_logger("gpu_worker.validation")
 VALIDATION_MESSAGES = [ChatMessage(role="user", content="Hello! Please introduce yourself.")]
 
 
-def parse_job(worker: Worker, delivery: Delivery) -> RunGpuValidation:
-    try:
-        job = RunGpuValidation.from_event(delivery.event)
-    except (ValidationError, ValueError) as exc:
-        raise DeadLetter(f"malformed GPU validation job: {exc}") from None
-    if job.model_slug != worker.slug:
-        raise DeadLetter(f"GPU validation for model {job.model_slug} reached the {worker.slug} pool")
-    return job
-
-
 def output_problem(update: RequestUpdate) -> tuple[str, str] | None:
     if update.error_code:
         return update.error_code, update.error_message or "the request failed"
@@ -46,7 +35,7 @@ def output_problem(update: RequestUpdate) -> tuple[str, str] | None:
 
 
 async def handle_gpu_validation(worker: Worker, delivery: Delivery) -> None:
-    job = parse_job(worker, delivery)
+    job = parse_pool_job(worker, delivery, RunGpuValidation, "GPU validation job")
     events = ResponseEvents(worker, response_id=job.response_id, org_id=job.org_id, lora_id=job.adapter.lora_id,
                             messages=VALIDATION_MESSAGES)
     await events.started()
