@@ -27,12 +27,12 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 
 @dataclass
 class Platform:
-    settings: "Settings"
-    bus: "Bus"
-    documents: "DocumentStore"
-    blobs: "BlobStore"
-    identity: "IdentityStore"
-    catalogue: "Catalogue"
+    settings: Settings
+    bus: Bus
+    documents: DocumentStore
+    blobs: BlobStore
+    identity: IdentityStore
+    catalogue: Catalogue
     source: str = "loraserve"  # CloudEvents `source` of what this process publishes
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -40,10 +40,9 @@ def _wait_healthy(url: str, process: subprocess.Popen, seconds: float = 120) -> 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit("the platform exited during start-up")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url + "/readyz", timeout=2) as resp:
+            if resp.status == 200:
+                return
         time.sleep(0.5)
     raise SystemExit("the platform did not become ready")
 
@@ -54,10 +53,11 @@ def platform(base_url: str | None, api_key: str | None, workdir: Path):
         yield base_url.rstrip("/"), api_key
         return
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli.main", "dev", "--port", str(port), "--data-dir", str(workdir / "data"),
-         "--api-key", f"demo={DEMO_KEY}"],
-        stdout=subprocess.DEVNULL, stderr=open(workdir / "platform.log", "w"))
+    with open(workdir / "platform.log", "w") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli.main", "dev", "--port", str(port), "--data-dir",
+             str(workdir / "data"), "--api-key", f"demo={DEMO_KEY}"],
+            stdout=subprocess.DEVNULL, stderr=log)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", process)
         yield f"http://127.0.0.1:{port}/v1", DEMO_KEY

@@ -6,8 +6,8 @@ and whose `data` is that model's JSON. JSON only: nothing is ever pickled.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Any, ClassVar, TypeVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,7 +16,7 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class CloudEvent(BaseModel):
@@ -36,7 +36,7 @@ class CloudEvent(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
     @classmethod
-    def from_bytes(cls, body: bytes) -> "CloudEvent":
+    def from_bytes(cls, body: bytes) -> CloudEvent:
         if len(body) > MAX_MESSAGE_BYTES:
             raise ValueError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
         return cls.model_validate_json(body)
@@ -71,7 +71,7 @@ class Message(BaseModel):
         )
 
     @classmethod
-    def from_event(cls: type[M], event: CloudEvent) -> M:
+    def from_event(cls, event: CloudEvent) -> Self:
         if event.type != cls.TYPE:
             raise ValueError(f"expected {cls.TYPE}, got {event.type}")
         return cls.model_validate(event.data)

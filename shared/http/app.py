@@ -34,7 +34,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def _check(name: str, check) -> tuple[str, bool]:
     try:
         return name, bool(await asyncio.wait_for(check(), READINESS_TIMEOUT))
-    except Exception:
+    except Exception:  # noqa: BLE001 -- whatever stops a dependency answering makes it not ready
         return name, False
 
 

@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.identity.keys import KeyRecord, generate_key, hash_key, valid_org_id
@@ -99,7 +99,7 @@ class FileIdentityStore(IdentityStore):
         hit = False
         for record in records:
             if record.id == key_id and record.active:
-                record.revoked_at = datetime.now(timezone.utc)
+                record.revoked_at = datetime.now(UTC)
                 hit = True
         if hit:
             self._write(records)
@@ -143,7 +143,7 @@ class MongoIdentityStore(IdentityStore):
 
     async def revoke(self, key_id: str) -> bool:
         result = await self.keys.update_one({"id": key_id, "revoked_at": None},
-                                            {"$set": {"revoked_at": datetime.now(timezone.utc)}})
+                                            {"$set": {"revoked_at": datetime.now(UTC)}})
         self._cache.clear()
         return result.modified_count == 1
 
@@ -151,5 +151,5 @@ class MongoIdentityStore(IdentityStore):
         try:
             await asyncio.wait_for(self.keys.find_one({}), timeout=2)
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 -- whatever stops MongoDB answering makes identity not ready
             return False

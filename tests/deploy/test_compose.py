@@ -146,6 +146,6 @@ def test_docker_compose_accepts_the_file_and_names_every_service():
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose is missing: `make test` installs it with deploy/ensure-tools.sh"
     checked = subprocess.run([binary, "-f", str(DEPLOY / "compose.yaml"), "config", "--services"],
-                             capture_output=True, text=True, timeout=60)
+                             check=False, capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
     assert set(checked.stdout.split()) == set(SERVICES)

@@ -34,9 +34,9 @@ class Topology:
         port = self.ports.setdefault(name, free_port())
         args = (["worker", "--model", WORKER_MODEL] if name == "gpu-worker" else ["serve", name])
         env = {**self.env, "LORASERVE_DATA_DIR": str(self.root / name), "LORASERVE_PORT": str(port)}
-        log = open(self.root / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "shared.cli.main", *args], env=env,
-                                                stdout=log, stderr=log)
+        with open(self.root / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", "shared.cli.main", *args], env=env,
+                                                    stdout=log, stderr=log)
 
     def wait_ready(self, name: str, seconds: float = 90) -> None:
         deadline = time.monotonic() + seconds

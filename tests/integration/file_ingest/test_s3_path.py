@@ -13,7 +13,7 @@ from tests.integration.file_ingest.conftest import MiB
 
 
 @pytest.fixture
-async def s3_svc(make_service, s3_server):  # noqa: F811
+async def s3_svc(make_service, s3_server):
     bucket = f"file-ingest-{uuid.uuid4().hex[:12]}"
     svc = await make_service(s3_endpoint=s3_server, s3_access_key=S3_ACCESS_KEY, s3_secret_key=S3_SECRET_KEY,
                              s3_region=S3_REGION, s3_bucket=bucket)

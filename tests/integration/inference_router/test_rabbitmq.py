@@ -10,7 +10,7 @@ pytestmark = pytest.mark.rabbitmq
 LORA = {"lora": "funny", "completion_window": "standard"}
 
 
-async def test_stream_background_and_cancel_over_rabbitmq(tmp_path, rabbit_url):  # noqa: F811
+async def test_stream_background_and_cancel_over_rabbitmq(tmp_path, rabbit_url):
     stack = await start_stack(tmp_path, amqp_url=rabbit_url)
     try:
         api = openai.AsyncOpenAI(base_url=stack.url(), api_key=stack.keys["org-a"], max_retries=0)
