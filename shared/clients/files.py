@@ -7,6 +7,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import ValidationError
 
+from shared.clients.http import read_capped
 from shared.contracts.files import InternalFile
 from shared.logging import correlation_id
 
@@ -16,15 +17,6 @@ MAX_RESPONSE_BYTES = 64 * 1024
 
 class FileIngestUnavailable(Exception):
     """file-ingest did not answer the lookup (down, timed out, or answered something unexpected)."""
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise FileIngestUnavailable("file lookup answer is too large")
-    return bytes(body)
 
 
 def _not_found(body: bytes) -> None:
@@ -60,7 +52,8 @@ class FileIngestClient:
         try:
             async with self._session.get(url, params={"org_id": org_id}, headers=self._headers(),
                                          timeout=self._timeout) as response:
-                body = await _read_capped(response)
+                too_large = FileIngestUnavailable("file lookup answer is too large")
+                body = await read_capped(response, MAX_RESPONSE_BYTES, too_large, 16 * 1024)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FileIngestUnavailable(f"file lookup failed: {exc!r}") from exc

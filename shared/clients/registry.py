@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from pydantic import ValidationError
 
+from shared.clients.http import read_capped
 from shared.contracts.loras import InternalLoraEntry, InternalLoraPage
 from shared.logging import correlation_id
 
@@ -20,15 +21,6 @@ MAX_PAGE_BYTES = 64 * 1024 * 1024
 
 class RegistryUnavailable(Exception):
     """The registry did not answer the listing (down, timed out, or answered something unexpected)."""
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(256 * 1024):
-        body += chunk
-        if len(body) > MAX_PAGE_BYTES:
-            raise RegistryUnavailable("LoRA listing page is too large")
-    return bytes(body)
 
 
 class RegistryClient:
@@ -53,7 +45,8 @@ class RegistryClient:
                                          headers=self._headers(), timeout=self._timeout) as response:
                 if response.status != 200:
                     raise RegistryUnavailable(f"LoRA listing answered {response.status}")
-                body = await _read_capped(response)
+                too_large = RegistryUnavailable("LoRA listing page is too large")
+                body = await read_capped(response, MAX_PAGE_BYTES, too_large, 256 * 1024)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RegistryUnavailable(f"LoRA listing failed: {exc!r}") from exc
         try:
