@@ -11,6 +11,7 @@ from services.inference_router.dispatch import WorkerCall, publish_cancel
 from services.inference_router.lora_sync import LoraDirectory
 from services.inference_router.response_repo import ResponseRepository
 from shared.contracts.messages import GenerateResponse
+from shared.http.requests import request_id
 from shared.platform import Platform
 
 
@@ -43,7 +44,7 @@ class RouterContext:
 
     def call(self, request: web.Request, job: GenerateResponse, admitted: Admitted) -> WorkerCall:
         return WorkerCall(self.platform.bus, job, source=self.platform.source,
-                          correlation_id=request.get("request_id"), priority=admitted.priority,
+                          correlation_id=request_id(request), priority=admitted.priority,
                           first_timeout=self.sync_timeout, idle_timeout=self.sync_timeout)
 
 

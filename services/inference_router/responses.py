@@ -19,7 +19,7 @@ from shared.bus.base import BusError
 from shared.contracts.errors import BadRequest, NotFound, ServiceUnavailable
 from shared.contracts.inference import ResponseCreateRequest
 from shared.contracts.messages import ResponseFinished
-from shared.http.requests import json_response, org_id, read_model
+from shared.http.requests import json_response, org_id, read_model, request_id
 from shared.logging import get_logger
 
 log = get_logger("inference_router.responses")
@@ -80,7 +80,7 @@ async def _start_background(request, router: RouterContext, body, admitted, resp
                     deadline=deadline, background=True)
     try:
         await router.platform.bus.publish(job, source=router.platform.source,
-                                          correlation_id=request.get("request_id"), priority=admitted.priority)
+                                          correlation_id=request_id(request), priority=admitted.priority)
     except BusError as exc:
         await router.responses.fail(org, response_id, {"code": "queue_unavailable", "message": str(exc)})
         raise ServiceUnavailable(f"The job queue is unavailable: {exc}. Retry later.",
@@ -109,7 +109,7 @@ async def cancel_response(router: RouterContext, request: web.Request) -> web.Re
     if doc["status"] in ACTIVE:
         cancelled = await router.responses.cancel(doc["org_id"], doc["id"])
         if cancelled is not None:
-            await router.cancel_stored(cancelled, request.get("request_id"))
+            await router.cancel_stored(cancelled, request_id(request))
             return json_response(render(cancelled))
         doc = await _owned(router, request)
     if doc["status"] != "cancelled":

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from services.inference_router.dispatch import WorkerCall, worker_error
 from shared.contracts.messages import ResponseDelta, ResponseErrored, ResponseFinished
+from shared.http.requests import request_id
 from shared.logging import get_logger
 
 log = get_logger("inference_router.sse")
@@ -38,7 +39,7 @@ class EventWriter(Protocol):
 async def open_event_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no", "x-request-id": request.get("request_id", ""),
+        "X-Accel-Buffering": "no", "x-request-id": request_id(request),
     })
     await response.prepare(request)
     return response

@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.contracts.openapi import document as openapi_document
-from shared.http.keys import PLATFORM
+from shared.http.keys import PLATFORM, REQUEST_ID
 from shared.http.middleware import (
     auth_middleware,
     error_middleware,
@@ -60,6 +60,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response carries x-request-id, streamed ones too (their headers go out before the middleware sees them)."""
+    rid = request.get(REQUEST_ID)
+    if rid and "x-request-id" not in response.headers:
+        response.headers["x-request-id"] = rid
+
+
 def platform_lifecycle(platform: Platform):
     async def ctx(app: web.Application):
         await platform.bus.start()
@@ -80,6 +87,7 @@ def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
     )
     app[PLATFORM] = platform
     app[PARTS] = parts
+    app.on_response_prepare.append(stamp_request_id)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

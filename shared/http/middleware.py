@@ -42,7 +42,7 @@ async def request_id_middleware(request: web.Request, handler):
     structlog.contextvars.bind_contextvars(correlation_id=rid)
     try:
         response = await handler(request)
-        if not response.prepared:
+        if not response.prepared:  # streamed responses get it from the app's on_response_prepare
             response.headers["x-request-id"] = rid
         return response
     finally:

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from shared.http.keys import ORG_ID
+from shared.http.keys import ORG_ID, REQUEST_ID
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_MAX_JSON = 4 * 1024 * 1024
@@ -16,6 +16,11 @@ DEFAULT_MAX_JSON = 4 * 1024 * 1024
 
 def org_id(request: web.Request) -> str:
     return request[ORG_ID]
+
+
+def request_id(request: web.Request) -> str:
+    """The caller's x-request-id (or the one the kit made): the correlation id of what the request causes."""
+    return request.get(REQUEST_ID, "")
 
 
 # pydantic puts the member type of a union into `loc` (`input.str`, `input.list[...]`): not a param

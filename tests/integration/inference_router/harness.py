@@ -65,6 +65,7 @@ class WorkerDouble:
     hold_background: bool = False
     jobs: list[GenerateResponse] = field(default_factory=list)
     priorities: list[int] = field(default_factory=list)
+    correlation_ids: list[str | None] = field(default_factory=list)
     cancels: list[CancelResponse] = field(default_factory=list)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     _subs: list = field(default_factory=list)
@@ -86,6 +87,7 @@ class WorkerDouble:
         job = GenerateResponse.from_event(delivery.event)
         self.jobs.append(job)
         self.priorities.append(delivery.priority)
+        self.correlation_ids.append(delivery.event.correlationid)
         words = echo_text(job).split(" ")
         finish = "length" if len(words) > job.sampling.max_tokens else "stop"
         words = words[: job.sampling.max_tokens]

@@ -134,3 +134,13 @@ async def test_models_list_and_retrieve(stack):
     assert kimi.owned_by == "moonshotai" and kimi.max_rank == 32 and kimi.target_policy == "all"
     with pytest.raises(openai.NotFoundError):
         await api.models.retrieve("nobody/nothing")
+
+
+async def test_the_callers_request_id_rides_the_stream_and_the_job(stack):
+    api = client(stack).with_options(default_headers={"x-request-id": "corr-abc-123"})
+    stream = await api.chat.completions.with_raw_response.create(
+        model=TINY, messages=[{"role": "user", "content": "hi"}], stream=True, extra_body={"metadata": LORA})
+    assert stream.headers["x-request-id"] == "corr-abc-123"
+    async for _ in stream.parse():
+        pass
+    assert stack.worker.correlation_ids[-1] == "corr-abc-123"

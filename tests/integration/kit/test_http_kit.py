@@ -26,13 +26,20 @@ async def conflict(request: web.Request) -> web.Response:
     raise Conflict("already exists", param="name")
 
 
+async def streamed(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(b"chunk")
+    return response
+
+
 async def crash(request: web.Request) -> web.Response:
     raise RuntimeError("secret internals")
 
 
 def echo_part() -> ServicePart:
     routes = [web.post("/v1/echo", echo), web.post("/v1/messages", echo), web.get("/v1/conflict", conflict),
-              web.get("/v1/crash", crash), web.get("/internal/v1/ping", lambda r: json_response({"ok": True}))]
+              web.get("/v1/crash", crash), web.get("/v1/streamed", streamed), web.get("/internal/v1/ping", lambda r: json_response({"ok": True}))]
     return ServicePart(name="test", routes=routes)
 
 
@@ -107,10 +114,12 @@ async def test_conflict_tells_sdks_not_to_retry_and_crashes_leak_nothing(kit):
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "unknown_url"
 
 
-async def test_request_id_is_echoed(kit):
+async def test_request_id_is_echoed_on_plain_and_streamed_responses(kit):
     client, key, _ = kit
     resp = await client.post("/v1/echo", json={"name": "ab"}, headers={"x-api-key": key, "x-request-id": "abc-123"})
     assert resp.headers["x-request-id"] == "abc-123"
+    resp = await client.get("/v1/streamed", headers={"x-api-key": key, "x-request-id": "abc-456"})
+    assert resp.headers["x-request-id"] == "abc-456" and await resp.read() == b"chunk"
 
 
 async def test_internal_routes_need_the_service_token(kit):
