@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     upload_ttl_seconds: int = 3600
     validation_deadline_seconds: int = 1800
     sync_request_timeout_seconds: float = 120.0
+    # a started stream whose worker sends nothing for this long ends with the API's error event
+    stream_idle_timeout_seconds: float = 30.0
     # inference-router: completion_window -> seconds until a job's deadline (a job not started by then is
     # dropped; a background Response still queued then ends failed with code deadline_exceeded)
     completion_window_deadline_seconds: dict[str, float] = Field(

@@ -45,7 +45,13 @@ class RouterContext:
     def call(self, request: web.Request, job: GenerateResponse, admitted: Admitted) -> WorkerCall:
         return WorkerCall(self.platform.bus, job, source=self.platform.source,
                           correlation_id=request_id(request), priority=admitted.priority,
-                          first_timeout=self.sync_timeout, idle_timeout=self.sync_timeout)
+                          first_timeout=self.sync_timeout, idle_timeout=self.idle_timeout(job))
+
+    def idle_timeout(self, job: GenerateResponse) -> float:
+        """A stream hears from its worker every token; a non-streamed job only once, at the end."""
+        if job.stream:
+            return min(self.platform.settings.stream_idle_timeout_seconds, self.sync_timeout)
+        return self.sync_timeout
 
 
 def new_id(prefix: str) -> str:

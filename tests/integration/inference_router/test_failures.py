@@ -137,3 +137,14 @@ async def test_a_background_response_past_its_deadline_fails(tmp_path):
         await wait_for(lambda: [c.response_id for c in worker.cancels] == [created.id])
     finally:
         await stack.close()
+
+
+async def test_a_silent_stream_ends_after_the_stream_idle_timeout_not_the_sync_one(tmp_path):
+    stack = await start_stack(tmp_path, timeout=60, stream_idle_timeout=0.4, go_silent_after=2)
+    try:
+        stream = await oai(stack).chat.completions.create(model=TINY, messages=HELLO, stream=True)
+        with pytest.raises(openai.APIError, match="stopped answering for 0.4 seconds"):
+            async for _ in stream:
+                pass
+    finally:
+        await stack.close()
