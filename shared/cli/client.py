@@ -40,6 +40,7 @@ def register(sub) -> None:
     chat.add_argument("--model", required=True)
     chat.add_argument("--lora")
     chat.add_argument("--max-tokens", type=int, default=64)
+    chat.add_argument("--temperature", type=float, help="0 for greedy decoding (default: the server's 1.0)")
     chat.add_argument("prompt")
     chat.set_defaults(handler=_run(cmd_chat))
 
@@ -145,6 +146,8 @@ async def cmd_patch(client: ApiClient, args) -> int:
 async def cmd_chat(client: ApiClient, args) -> int:
     body = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}],
             "max_tokens": args.max_tokens}
+    if args.temperature is not None:
+        body["temperature"] = args.temperature
     if args.lora:
         body["metadata"] = {"lora": args.lora, "completion_window": "priority"}
     completion = await client.call("POST", "/chat/completions", json=body)

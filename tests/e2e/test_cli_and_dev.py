@@ -44,7 +44,7 @@ def test_the_cli_pushes_lists_chats_follows_events_and_deletes(dev, trained_adap
         listed = cli(server, "lora", "list")
         assert "cli-lora" in listed.stdout and "ready" in listed.stdout
 
-        chat = cli(server, "chat", "--model", MODEL, "--lora", "cli-lora", PROMPT)
+        chat = cli(server, "chat", "--model", MODEL, "--lora", "cli-lora", "--temperature", "0", PROMPT)
         assert chat.returncode == 0 and PHRASE in chat.stdout
 
         patched = cli(server, "lora", "patch", "cli-lora", "--display-name", "From the CLI")
@@ -71,7 +71,7 @@ def test_the_embedded_default_keeps_its_data_across_a_restart(dev, trained_adapt
     assert shown.returncode == 0, shown.stderr
     lora = json.loads(shown.stdout)
     assert lora["status"] == "ready" and lora["validations"][0]["status"] == "succeeded"
-    chat = cli(dev[-1], "chat", "--model", MODEL, "--lora", "kept", PROMPT)
+    chat = cli(dev[-1], "chat", "--model", MODEL, "--lora", "kept", "--temperature", "0", PROMPT)
     assert PHRASE in chat.stdout
 
 
