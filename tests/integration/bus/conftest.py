@@ -13,11 +13,12 @@ import aio_pika
 import pytest
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from shared.bus.base import Bus, Delivery
+from shared.bus.base import Bus
 from shared.bus.inprocess import InProcessBus
 from shared.bus.inprocess_broker import Envelope, InProcessBroker
 from shared.bus.rabbitmq import RabbitBus
 from shared.contracts.topology import Topology, topology
+from tests.fixtures.inbox import Inbox as _Inbox
 
 SLUGS = ["tiny"]
 WAIT = 10.0  # seconds before a test gives up waiting for a message that should come (a hang guard)
@@ -109,19 +110,6 @@ async def harness(request):
     await harness.close_all()
 
 
-class Inbox:
-    """A handler that records deliveries; tests await them instead of sleeping."""
-
+class Inbox(_Inbox):
     def __init__(self) -> None:
-        self.deliveries: list[Delivery] = []
-        self._arrived: asyncio.Queue[Delivery] = asyncio.Queue()
-
-    async def __call__(self, delivery: Delivery) -> None:
-        self.deliveries.append(delivery)
-        self._arrived.put_nowait(delivery)
-
-    async def next(self) -> Delivery:
-        return await asyncio.wait_for(self._arrived.get(), WAIT)
-
-    async def take(self, count: int) -> list[Delivery]:
-        return [await self.next() for _ in range(count)]
+        super().__init__(wait=WAIT)

@@ -3,7 +3,6 @@ user runs it, so whatever the fuzzers send meets the real app and nothing in the
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,16 +10,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.fixtures.net import free_port
+
 # two orgs: the fuzzers create objects in one; the other only ever sends requests that must be refused
 KEYS = {"fuzz": "sk-fuzz-0123456789", "tidy": "sk-tidy-0123456789"}
 # short, so that a stalled client is cut off within a test's patience
 BODY_IDLE_TIMEOUT_SECONDS = 1.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

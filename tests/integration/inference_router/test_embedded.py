@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import aiohttp
 from aiohttp import web
 
 from shared.composition import embedded_app
 from shared.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.fixtures.net import free_port
 
 
 async def test_the_router_loads_the_registry_listing_after_the_app_starts(tmp_path):

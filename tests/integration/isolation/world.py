@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,15 +17,12 @@ from aiohttp import web
 from shared.composition import embedded_app
 from shared.identity.store import FileIdentityStore
 from shared.settings import Settings
+from tests.fixtures.net import free_port
 
 MODEL = "loraserve/kimi-k2-tiny"
 WAIT_SECONDS = 60.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

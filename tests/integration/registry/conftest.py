@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from shared.contracts.cloudevents import CloudEvent
 from shared.http.app import create_app
 from shared.platform import Platform
 from shared.settings import Settings
+from tests.fixtures.net import free_port
 
 TINY = "loraserve/kimi-k2-tiny"
 KIMI = "moonshotai/Kimi-K2.6"
@@ -29,10 +29,6 @@ SERVICE_TOKEN = "registry-test-token"
 WAIT_SECONDS = 10.0  # a safety net for waits on the bus, never an assertion about speed
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Tap:

@@ -1,7 +1,6 @@
 """The validator service on the in-process bus and the on-disk blob store, as `loraserve dev` runs it."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -9,7 +8,6 @@ import pytest
 from aiohttp import web
 
 from services.validator.app import build
-from shared.bus.base import Delivery
 from shared.bus.inprocess import InProcessBus
 from shared.catalogue.catalogue import load_catalogue
 from shared.contracts import topology as t
@@ -18,27 +16,12 @@ from shared.platform import Platform
 from shared.settings import Settings
 from shared.stores.blobs import BlobInfo, BlobStore
 from shared.stores.local_blobs import LocalBlobStore
+from tests.fixtures.inbox import Inbox as _Inbox
 
 WAIT = 20.0  # seconds before a test gives up on a message that should come (a hang guard, not a timing)
 TINY_SLUG = "kimi-k2-tiny"
 
 
-class Inbox:
-    """A bus handler that records deliveries; tests await them instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[Delivery] = []
-        self._arrived: asyncio.Queue[Delivery] = asyncio.Queue()
-
-    async def __call__(self, delivery: Delivery) -> None:
-        self.deliveries.append(delivery)
-        self._arrived.put_nowait(delivery)
-
-    async def next(self) -> Delivery:
-        return await asyncio.wait_for(self._arrived.get(), WAIT)
-
-    async def take(self, count: int) -> list[Delivery]:
-        return [await self.next() for _ in range(count)]
 
 
 class CountingBlobs(BlobStore):
@@ -144,3 +127,8 @@ async def make_service(tmp_path):
 @pytest.fixture
 async def service(make_service) -> Service:
     return await make_service()
+
+
+class Inbox(_Inbox):
+    def __init__(self) -> None:
+        super().__init__(wait=WAIT)
