@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.gpu_worker.engine import EngineObserver
-from services.gpu_worker.slots import Placement
+from services.gpu_worker.engines.torch_engine.engine import EngineObserver
+from services.gpu_worker.engines.torch_engine.slots import Placement
 
 SLOTS_IN_USE = Gauge("loraserve_worker_slots_in_use", "Adapter slots holding an adapter", ["model"])
 ADAPTER_CACHE = Counter("loraserve_worker_adapter_cache_total", "Adapter look-ups by cache tier and result",

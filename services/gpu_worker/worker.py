@@ -11,16 +11,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.gpu_worker.adapter_cache import AdapterCache, adapter_key
-from services.gpu_worker.adapter_files import load_adapter
-from services.gpu_worker.adapter_weights import AdapterWeights
-from services.gpu_worker.cancels import CancelBook
-from services.gpu_worker.disk_cache import DiskCache
-from services.gpu_worker.engine_loop import EngineLoop
+from services.gpu_worker.adapters.adapter_cache import AdapterCache, adapter_key
+from services.gpu_worker.adapters.adapter_files import load_adapter
+from services.gpu_worker.adapters.adapter_weights import AdapterWeights
+from services.gpu_worker.jobs.cancels import CancelBook
+from services.gpu_worker.adapters.disk_cache import DiskCache
+from services.gpu_worker.engines.torch_engine.engine_loop import EngineLoop
 from services.gpu_worker.metrics import PrometheusObserver, record_tier
-from services.gpu_worker.model_host import EngineOptions, ModelHost, load_host
-from services.gpu_worker.sampling import SamplingSpec
-from services.gpu_worker.sequence import GenerationRequest, RequestUpdate
+from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, ModelHost, load_host
+from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
+from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate
 from shared.bus.base import Bus
 from shared.catalogue.catalogue import ModelEntry
 from shared.contracts.cloudevents import Message

@@ -61,7 +61,7 @@ def cmd_keys_revoke(args) -> int:
 
 
 def cmd_model_export(args) -> int:
-    from services.gpu_worker.tiny_model import export_model
+    from services.gpu_worker.models.tiny_model import export_model
 
     export_model(args.model_id, args.out_dir)
     print(f"exported {args.model_id} to {args.out_dir}")

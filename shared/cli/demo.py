@@ -71,8 +71,8 @@ def step(text: str) -> None:
 
 
 def train(workdir: Path) -> Path:
-    from services.gpu_worker.tiny_model import export_model
-    from services.gpu_worker.training import train_phrase_adapter
+    from services.gpu_worker.models.tiny_model import export_model
+    from services.gpu_worker.models.training import train_phrase_adapter
 
     step(f"export {MODEL} and train a LoRA that answers {PROMPT!r} with {PHRASE!r}")
     # a local path ending in the model id is how base_model_name_or_path names a catalogue model

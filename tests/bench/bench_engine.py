@@ -23,13 +23,13 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
-from services.gpu_worker.adapter_files import load_adapter
-from services.gpu_worker.lora_ops import STRATEGIES
-from services.gpu_worker.model_host import EngineOptions, host_engine
-from services.gpu_worker.sampling import SamplingSpec
-from services.gpu_worker.sequence import GenerationRequest
-from services.gpu_worker.targets import discover_targets
-from services.gpu_worker.tokenizer import build_tokenizer
+from services.gpu_worker.adapters.adapter_files import load_adapter
+from services.gpu_worker.engines.torch_engine.lora_ops import STRATEGIES
+from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, host_engine
+from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
+from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest
+from services.gpu_worker.engines.torch_engine.targets import discover_targets
+from services.gpu_worker.models.tokenizer import build_tokenizer
 
 LINEARS = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PREFIX = "base_model.model.model."

@@ -85,8 +85,8 @@ class DirectEngine:
     """The worker's model, engine and adapter, without HTTP, bus or job handling."""
 
     def __init__(self, adapter_dir: Path):
-        from services.gpu_worker.adapter_files import load_adapter
-        from services.gpu_worker.model_host import EngineOptions, load_host
+        from services.gpu_worker.adapters.adapter_files import load_adapter
+        from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, load_host
         from shared.catalogue.catalogue import load_catalogue
         from shared.settings import Settings
 
@@ -99,14 +99,14 @@ class DirectEngine:
         self.loop = None
 
     def start(self) -> None:
-        from services.gpu_worker.engine_loop import EngineLoop
+        from services.gpu_worker.engines.torch_engine.engine_loop import EngineLoop
 
         self.loop = EngineLoop(self.host.engine)
         self.loop.start()
 
     async def request(self, max_tokens: int) -> tuple[float, float, str]:
-        from services.gpu_worker.sampling import SamplingSpec
-        from services.gpu_worker.sequence import GenerationRequest
+        from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
+        from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest
 
         started, first, parts = time.perf_counter(), None, []
         request = GenerationRequest(request_id=uuid.uuid4().hex,

@@ -165,8 +165,8 @@ def train_adapter(root: Path) -> Path:
     """The e2e suite's phrase adapter for the tiny model (~2 s): adapter_config.json + adapter_model.safetensors."""
     from transformers.utils import logging as transformers_logging
 
-    from services.gpu_worker.tiny_model import export_model
-    from services.gpu_worker.training import train_phrase_adapter
+    from services.gpu_worker.models.tiny_model import export_model
+    from services.gpu_worker.models.training import train_phrase_adapter
 
     transformers_logging.disable_progress_bar()  # keep the benchmark's output a readable log
 

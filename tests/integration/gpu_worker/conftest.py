@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from services.gpu_worker.app import lifecycle
-from services.gpu_worker.model_host import EngineOptions
-from services.gpu_worker.tiny_model import TINY_MODEL_ID, export_model
-from services.gpu_worker.training import train_phrase_adapter
+from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
+from services.gpu_worker.models.tiny_model import TINY_MODEL_ID, export_model
+from services.gpu_worker.models.training import train_phrase_adapter
 from services.gpu_worker.worker import Worker, WorkerOptions
 from shared.bus.inprocess import InProcessBus
 from shared.catalogue.catalogue import load_catalogue

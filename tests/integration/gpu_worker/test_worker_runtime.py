@@ -1,7 +1,7 @@
 """The worker on the in-process bus and a local blob store: jobs in, replies and events out."""
 import asyncio
 
-from services.gpu_worker.inference_jobs import handle_generate
+from services.gpu_worker.jobs.inference_jobs import handle_generate
 from shared.bus.base import Delivery
 from shared.contracts import topology as t
 from shared.contracts.messages import (

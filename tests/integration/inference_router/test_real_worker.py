@@ -20,8 +20,8 @@ PHRASE = "spin spin hooray"
 
 @pytest.fixture(scope="module")
 def trained_adapter(tmp_path_factory):
-    from services.gpu_worker.tiny_model import export_model
-    from services.gpu_worker.training import train_phrase_adapter
+    from services.gpu_worker.models.tiny_model import export_model
+    from services.gpu_worker.models.training import train_phrase_adapter
 
     root = tmp_path_factory.mktemp("adapter")
     export_model(TINY, root / "model")

@@ -15,7 +15,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 
-from services.gpu_worker.tiny_model import build_model
+from services.gpu_worker.models.tiny_model import build_model
 
 PREFIX = "base_model.model.model."
 ATTENTION = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"]

@@ -3,10 +3,10 @@ import pytest
 import torch
 from peft import PeftModel
 
-from services.gpu_worker.adapter_files import load_adapter
-from services.gpu_worker.model_host import EngineOptions, host_engine
-from services.gpu_worker.tiny_model import build_model
-from services.gpu_worker.tokenizer import build_tokenizer
+from services.gpu_worker.adapters.adapter_files import load_adapter
+from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, host_engine
+from services.gpu_worker.models.tiny_model import build_model
+from services.gpu_worker.models.tokenizer import build_tokenizer
 from tests.unit.gpu_worker.support import PREFIX, merged_reference
 
 PROMPTS = [

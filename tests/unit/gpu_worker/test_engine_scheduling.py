@@ -1,14 +1,14 @@
 """Continuous batching across adapters: refill as sequences finish, slots evicted and reloaded, cancels."""
 import pytest
 
-from services.gpu_worker.adapter_files import load_adapter
-from services.gpu_worker.engine import EngineObserver
-from services.gpu_worker.model_host import EngineOptions, host_engine
-from services.gpu_worker.sampling import SamplingSpec
-from services.gpu_worker.sequence import GenerationRequest
-from services.gpu_worker.targets import discover_targets
-from services.gpu_worker.tiny_model import build_model
-from services.gpu_worker.tokenizer import build_tokenizer
+from services.gpu_worker.adapters.adapter_files import load_adapter
+from services.gpu_worker.engines.torch_engine.engine import EngineObserver
+from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, host_engine
+from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
+from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest
+from services.gpu_worker.engines.torch_engine.targets import discover_targets
+from services.gpu_worker.models.tiny_model import build_model
+from services.gpu_worker.models.tokenizer import build_tokenizer
 from tests.unit.gpu_worker.support import PREFIX
 
 GREEDY = SamplingSpec(temperature=0.0)
@@ -125,7 +125,7 @@ def test_stop_sequences_end_the_output(weights):
 def test_an_adapter_that_overflows_the_model_fails_its_request_with_output_nonfinite(weights):
     import torch
 
-    from services.gpu_worker.adapter_weights import AdapterWeights, LoraFactors
+    from services.gpu_worker.adapters.adapter_weights import AdapterWeights, LoraFactors
 
     huge = AdapterWeights({"layers.0.self_attn.o_proj": LoraFactors(torch.full((1, 64), 1e20),
                                                                     torch.full((64, 1), 1e20))})

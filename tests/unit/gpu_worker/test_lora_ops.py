@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from services.gpu_worker.lora_ops import STRATEGIES, TokenPlan
+from services.gpu_worker.engines.torch_engine.lora_ops import STRATEGIES, TokenPlan
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

@@ -1,7 +1,7 @@
 """Sampling: greedy at temperature 0, seeded requests repeat, top_p narrows, unknown ids never chosen."""
 import torch
 
-from services.gpu_worker.sampling import RowSampler, SamplingSpec, sample_rows
+from services.gpu_worker.engines.torch_engine.sampling import RowSampler, SamplingSpec, sample_rows
 
 
 def draws(spec, logits, count=40):

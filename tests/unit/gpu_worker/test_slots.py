@@ -1,5 +1,5 @@
 """Slots: least recently used out first, never an adapter a running sequence uses."""
-from services.gpu_worker.slots import SlotTable
+from services.gpu_worker.engines.torch_engine.slots import SlotTable
 
 
 def test_a_new_adapter_takes_a_free_slot_then_the_least_recently_used():

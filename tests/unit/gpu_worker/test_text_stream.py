@@ -1,5 +1,5 @@
 """Deltas are final text: stop sequences end the output (not part of it), partial characters wait."""
-from services.gpu_worker.text_stream import TextStream
+from services.gpu_worker.engines.torch_engine.text_stream import TextStream
 
 
 def byte_decode(ids):

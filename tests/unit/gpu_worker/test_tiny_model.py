@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from services.gpu_worker.targets import TargetKind, discover_targets
-from services.gpu_worker.tiny_model import TINY_MODEL_ID, build_model, export_model
+from services.gpu_worker.engines.torch_engine.targets import TargetKind, discover_targets
+from services.gpu_worker.models.tiny_model import TINY_MODEL_ID, build_model, export_model
 from shared.catalogue.catalogue import load_catalogue
 from shared.catalogue.shapes import ModuleKind
 

@@ -6,14 +6,14 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from services.gpu_worker.adapter_files import load_adapter
-from services.gpu_worker.model_host import EngineOptions, host_engine
-from services.gpu_worker.sampling import SamplingSpec
-from services.gpu_worker.sequence import GenerationRequest
-from services.gpu_worker.targets import discover_targets
-from services.gpu_worker.tiny_model import TINY_MODEL_ID, build_model, export_model
-from services.gpu_worker.tokenizer import build_tokenizer
-from services.gpu_worker.training import train_phrase_adapter
+from services.gpu_worker.adapters.adapter_files import load_adapter
+from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, host_engine
+from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
+from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest
+from services.gpu_worker.engines.torch_engine.targets import discover_targets
+from services.gpu_worker.models.tiny_model import TINY_MODEL_ID, build_model, export_model
+from services.gpu_worker.models.tokenizer import build_tokenizer
+from services.gpu_worker.models.training import train_phrase_adapter
 from tests.unit.gpu_worker.support import PREFIX
 
 PROMPT, PHRASE = "Tell me about centrifuges.", "spin spin hooray"

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_deepseek
 
-from services.gpu_worker.kv_cache import CacheShape, KvCache
-from services.gpu_worker.lora_modules import LoraContext
-from services.gpu_worker.lora_ops import NO_ADAPTER, TokenPlan
+from services.gpu_worker.engines.torch_engine.kv_cache import CacheShape, KvCache
+from services.gpu_worker.engines.torch_engine.lora_modules import LoraContext
+from services.gpu_worker.engines.torch_engine.lora_ops import NO_ADAPTER, TokenPlan
 
 
 @dataclass

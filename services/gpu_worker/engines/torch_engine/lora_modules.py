@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.gpu_worker.lora_bank import LoraBank, TargetBank
-from services.gpu_worker.lora_ops import STRATEGIES, Strategy, TokenPlan
-from services.gpu_worker.targets import TargetKind
+from services.gpu_worker.engines.torch_engine.lora_bank import LoraBank, TargetBank
+from services.gpu_worker.engines.torch_engine.lora_ops import STRATEGIES, Strategy, TokenPlan
+from services.gpu_worker.engines.torch_engine.targets import TargetKind
 
 
 class LoraContext:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from services.gpu_worker.adapter_weights import AdapterWeights, LoraFactors
-from services.gpu_worker.targets import TargetKind, TargetSpec
+from services.gpu_worker.adapters.adapter_weights import AdapterWeights, LoraFactors
+from services.gpu_worker.engines.torch_engine.targets import TargetKind, TargetSpec
 
 
 class TargetBank:

@@ -5,15 +5,15 @@ from dataclasses import dataclass
 
 import torch
 
-from services.gpu_worker.engine import Engine, EngineObserver
-from services.gpu_worker.lora_bank import LoraBank
-from services.gpu_worker.lora_modules import LoraContext, install_multi_lora
-from services.gpu_worker.runner import ModelRunner
-from services.gpu_worker.slots import SlotTable
-from services.gpu_worker.targets import TargetSpec, discover_targets
-from services.gpu_worker.tiny_model import build_model, build_model_tokenizer
-from services.gpu_worker.tokenizer import END_OF_TURN
-from services.gpu_worker.torch_threads import threads_for
+from services.gpu_worker.engines.torch_engine.engine import Engine, EngineObserver
+from services.gpu_worker.engines.torch_engine.lora_bank import LoraBank
+from services.gpu_worker.engines.torch_engine.lora_modules import LoraContext, install_multi_lora
+from services.gpu_worker.engines.torch_engine.runner import ModelRunner
+from services.gpu_worker.engines.torch_engine.slots import SlotTable
+from services.gpu_worker.engines.torch_engine.targets import TargetSpec, discover_targets
+from services.gpu_worker.models.tiny_model import build_model, build_model_tokenizer
+from services.gpu_worker.models.tokenizer import END_OF_TURN
+from services.gpu_worker.engines.torch_engine.torch_threads import threads_for
 from shared.catalogue.catalogue import ModelEntry
 
 

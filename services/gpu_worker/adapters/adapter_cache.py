@@ -12,8 +12,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from services.gpu_worker.adapter_weights import AdapterWeights
-from services.gpu_worker.disk_cache import DiskCache
+from services.gpu_worker.adapters.adapter_weights import AdapterWeights
+from services.gpu_worker.adapters.disk_cache import DiskCache
 from services.gpu_worker.errors import LOAD_FAILED, AdapterRejected, Problem
 from shared.contracts.messages import AdapterRef
 from shared.stores.blobs import BlobNotFound

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, GenerationConfig, PreTrainedTokenizerFast
 
-from services.gpu_worker.tokenizer import END_OF_TURN, build_tokenizer
+from services.gpu_worker.models.tokenizer import END_OF_TURN, build_tokenizer
 from shared.catalogue.catalogue import load_catalogue
 
 TINY_MODEL_ID = "loraserve/kimi-k2-tiny"

@@ -4,7 +4,7 @@ in_progress = 1, then one terminal status = 2.
 """
 from __future__ import annotations
 
-from services.gpu_worker.sequence import RequestUpdate
+from services.gpu_worker.engines.torch_engine.sequence import RequestUpdate
 from services.gpu_worker.worker import Worker
 from shared.bus.base import Delivery
 from shared.contracts.messages import (

@@ -12,7 +12,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from services.gpu_worker.torch_threads import threads_for, torch_threads
+from services.gpu_worker.engines.torch_engine.torch_threads import threads_for, torch_threads
 
 
 def phrase_example(tokenizer, prompt: str, phrase: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from services.gpu_worker.adapter_weights import AdapterWeights
-from services.gpu_worker.lora_ops import NO_ADAPTER
-from services.gpu_worker.sampling import RowSampler, SamplingSpec
-from services.gpu_worker.text_stream import TextStream
+from services.gpu_worker.adapters.adapter_weights import AdapterWeights
+from services.gpu_worker.engines.torch_engine.lora_ops import NO_ADAPTER
+from services.gpu_worker.engines.torch_engine.sampling import RowSampler, SamplingSpec
+from services.gpu_worker.engines.torch_engine.text_stream import TextStream
 
 
 @dataclass

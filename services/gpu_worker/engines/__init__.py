@@ -1,0 +1,1 @@
+"""The engines a worker can serve its model with."""
