@@ -8,8 +8,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from services.gpu_worker.jobs.inference_jobs import handle_generate
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
+from services.gpu_worker.jobs.inference_jobs import handle_generate
 from services.gpu_worker.jobs.validation_jobs import handle_gpu_validation
 from services.gpu_worker.worker import Worker, WorkerOptions
 from shared.bus.base import Delivery

@@ -14,13 +14,13 @@ from pathlib import Path
 from services.gpu_worker.adapters.adapter_cache import AdapterCache, adapter_key
 from services.gpu_worker.adapters.adapter_files import load_adapter
 from services.gpu_worker.adapters.adapter_weights import AdapterWeights
-from services.gpu_worker.jobs.cancels import CancelBook
 from services.gpu_worker.adapters.disk_cache import DiskCache
 from services.gpu_worker.engines.torch_engine.engine_loop import EngineLoop
-from services.gpu_worker.metrics import PrometheusObserver, record_tier
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, ModelHost, load_host
 from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate
+from services.gpu_worker.jobs.cancels import CancelBook
+from services.gpu_worker.metrics import PrometheusObserver, record_tier
 from shared.bus.base import Bus
 from shared.catalogue.catalogue import ModelEntry
 from shared.contracts.cloudevents import Message

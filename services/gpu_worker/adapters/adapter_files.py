@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 
 from services.gpu_worker.adapters.adapter_layout import convert_adapter
 from services.gpu_worker.adapters.adapter_weights import AdapterWeights
+from services.gpu_worker.adapters.lora_config import parse_settings
+from services.gpu_worker.engines.torch_engine.targets import TargetSpec
 from services.gpu_worker.errors import (
     LOAD_FAILED,
     RANK_TOO_LARGE,
@@ -22,8 +24,6 @@ from services.gpu_worker.errors import (
     AdapterRejected,
     Problem,
 )
-from services.gpu_worker.adapters.lora_config import parse_settings
-from services.gpu_worker.engines.torch_engine.targets import TargetSpec
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_HEADER_BYTES = 16 << 20

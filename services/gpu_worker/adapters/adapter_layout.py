@@ -17,9 +17,9 @@ from collections import defaultdict
 import torch
 
 from services.gpu_worker.adapters.adapter_weights import AdapterWeights, LoraFactors
-from services.gpu_worker.errors import LOAD_FAILED, Problem
 from services.gpu_worker.adapters.lora_config import LoraSettings
 from services.gpu_worker.engines.torch_engine.targets import EXPERT_PARAMS, TargetKind, TargetSpec
+from services.gpu_worker.errors import LOAD_FAILED, Problem
 
 _LORA_KEY = re.compile(r"^layers\.(\d+)\.(.+)\.lora_([AB])\.weight$")
 _PER_EXPERT = re.compile(r"^(.+\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)$")

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.gpu_worker.engines.torch_engine.engine_loop import WorkerStopping
+from services.gpu_worker.engines.torch_engine.sequence import RequestUpdate
 from services.gpu_worker.errors import DEADLINE_EXCEEDED, INVALID_REQUEST, WORKER_LOST, AdapterRejected
 from services.gpu_worker.jobs.job_parsing import parse_pool_job
 from services.gpu_worker.jobs.outcomes import ReplyStream, ResponseEvents
-from services.gpu_worker.engines.torch_engine.sequence import RequestUpdate
 from services.gpu_worker.worker import Worker
 from shared.bus.base import Delivery
 from shared.contracts.messages import GenerateResponse

@@ -7,10 +7,10 @@ from scratch, up to the queue's delivery limit, after which the registry marks i
 """
 from __future__ import annotations
 
+from services.gpu_worker.engines.torch_engine.sequence import RequestUpdate
 from services.gpu_worker.errors import OUTPUT_MALFORMED, AdapterRejected
 from services.gpu_worker.jobs.job_parsing import parse_pool_job
 from services.gpu_worker.jobs.outcomes import ResponseEvents
-from services.gpu_worker.engines.torch_engine.sequence import RequestUpdate
 from services.gpu_worker.worker import Worker
 from shared.bus.base import Delivery
 from shared.contracts.messages import (

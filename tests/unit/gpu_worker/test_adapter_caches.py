@@ -7,8 +7,8 @@ import pytest
 from services.gpu_worker.adapters.adapter_cache import AdapterCache
 from services.gpu_worker.adapters.adapter_files import load_adapter
 from services.gpu_worker.adapters.disk_cache import DiskCache
-from services.gpu_worker.errors import AdapterRejected
 from services.gpu_worker.engines.torch_engine.targets import discover_targets
+from services.gpu_worker.errors import AdapterRejected
 from services.gpu_worker.models.tiny_model import build_model
 from shared.contracts.messages import AdapterRef
 from shared.stores.local_blobs import LocalBlobStore

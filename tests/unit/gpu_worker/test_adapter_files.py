@@ -7,8 +7,8 @@ import torch
 from peft import PeftModel
 
 from services.gpu_worker.adapters.adapter_files import load_adapter
-from services.gpu_worker.errors import AdapterRejected
 from services.gpu_worker.engines.torch_engine.targets import discover_targets
+from services.gpu_worker.errors import AdapterRejected
 from services.gpu_worker.models.tiny_model import build_model
 from tests.unit.gpu_worker.support import PREFIX, write_adapter
 

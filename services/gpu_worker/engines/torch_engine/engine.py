@@ -13,14 +13,19 @@ from collections.abc import Callable
 
 import torch
 
-from services.gpu_worker.errors import CONTEXT_TOO_LONG, INVALID_REQUEST, OUTPUT_NONFINITE
 from services.gpu_worker.engines.torch_engine.lora_bank import LoraBank
 from services.gpu_worker.engines.torch_engine.lora_ops import NO_ADAPTER
 from services.gpu_worker.engines.torch_engine.runner import ModelRunner
 from services.gpu_worker.engines.torch_engine.sampling import RowSampler, sample_rows
-from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate, Sequence, rejected
+from services.gpu_worker.engines.torch_engine.sequence import (
+    GenerationRequest,
+    RequestUpdate,
+    Sequence,
+    rejected,
+)
 from services.gpu_worker.engines.torch_engine.slots import Placement, SlotTable
 from services.gpu_worker.engines.torch_engine.text_stream import TextStream
+from services.gpu_worker.errors import CONTEXT_TOO_LONG, INVALID_REQUEST, OUTPUT_NONFINITE
 
 
 class EngineObserver:

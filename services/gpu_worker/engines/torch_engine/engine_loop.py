@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from services.gpu_worker.engines.torch_engine.engine import Engine
-from services.gpu_worker.errors import INTERNAL
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate
+from services.gpu_worker.errors import INTERNAL
 from shared.logging import get_logger
 
 log = get_logger("gpu_worker.engine_loop")

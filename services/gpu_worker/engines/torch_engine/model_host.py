@@ -11,9 +11,9 @@ from services.gpu_worker.engines.torch_engine.lora_modules import LoraContext, i
 from services.gpu_worker.engines.torch_engine.runner import ModelRunner
 from services.gpu_worker.engines.torch_engine.slots import SlotTable
 from services.gpu_worker.engines.torch_engine.targets import TargetSpec, discover_targets
+from services.gpu_worker.engines.torch_engine.torch_threads import threads_for
 from services.gpu_worker.models.tiny_model import build_model, build_model_tokenizer
 from services.gpu_worker.models.tokenizer import END_OF_TURN
-from services.gpu_worker.engines.torch_engine.torch_threads import threads_for
 from shared.catalogue.catalogue import ModelEntry
 
 
