@@ -1,7 +1,8 @@
 """The document store every service uses: `database(name)` gives a motor database.
 
 With `LORASERVE_MONGO_URL` set it is MongoDB through motor; without it, the embedded
-default (`embedded_documents`): mongomock-motor persisted under `<data_dir>/documents/`.
+default (`embedded_documents`): mongomock-motor persisted under `<data_dir>/documents/`
+(every write journaled and fsynced before it returns).
 Code written against it must work on both, so it uses neither sessions, transactions
 nor change streams (mongomock has none): one document per aggregate, conditional
 updates (`find_one_and_update` with a state filter) for compare-and-set.
@@ -50,12 +51,12 @@ class _MongoDocuments:
 
 
 class DocumentStore:
-    def __init__(self, *, mongo_url: str | None = None, data_dir: Path | str | None = None,
-                 debounce_s: float = 0.2):
+    def __init__(self, *, mongo_url: str | None = None, data_dir: Path | str | None = None, **embedded):
         if mongo_url:
             self._backend = _MongoDocuments(mongo_url)
         elif data_dir is not None:
-            self._backend = EmbeddedDocuments(Path(data_dir) / "documents", debounce_s=debounce_s)
+            # `embedded`: the journal's compaction thresholds (compact_records, compact_bytes)
+            self._backend = EmbeddedDocuments(Path(data_dir) / "documents", **embedded)
         else:
             raise ValueError("a DocumentStore needs a mongo_url or a data_dir")
         self.embedded = not mongo_url
@@ -68,7 +69,7 @@ class DocumentStore:
         return self._backend.database(name)
 
     async def flush(self) -> None:
-        """Persist pending embedded writes now (MongoDB: nothing to do)."""
+        """Compact the embedded store's journals into its snapshots now (MongoDB: nothing to do)."""
         await self._backend.flush()
 
     async def ready(self) -> bool:

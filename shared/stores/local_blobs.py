@@ -2,7 +2,9 @@
 
 Objects live under `<root>/objects/<key>` (a key's '/' makes sub-directories). Every write
 goes to a file under `<root>/incoming/` first and is renamed into place only when complete,
-so an aborted put or compose leaves nothing under the key and readers never see half a file.
+so an aborted put or compose leaves nothing under the key and readers never see half a file;
+the file is fsynced before the rename and its directory after, so a stored object survives a crash.
+Objects are readable by their owner only (files 0600, directories 0700).
 Blocking file I/O runs in the default executor, one chunk per call.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from shared.logging import get_logger
 from shared.stores.blobs import BlobInfo, BlobNotFound, BlobStore, BlobTooLarge, PutResult
 from shared.stores.keys import validate_key
+from shared.stores.private_files import DIR_MODE, FILE_MODE, fsync_dir, make_dir
 
 log = get_logger(__name__)
 
@@ -28,11 +31,12 @@ class _Incoming:
     """A file being written under incoming/, hashed on the way, renamed into place on commit."""
 
     def __init__(self, incoming_dir: Path):
-        incoming_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(incoming_dir)
         self.path = incoming_dir / uuid.uuid4().hex
         self.size = 0
         self._hasher = hashlib.sha256()
-        self._file = open(self.path, "xb")  # noqa: SIM115 - closed by commit() or discard()
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        self._file = open(descriptor, "wb")  # noqa: SIM115 - closed by commit() or discard()
 
     def write(self, chunk: bytes) -> None:
         self._hasher.update(chunk)
@@ -51,8 +55,9 @@ class _Incoming:
         # a concurrent delete may prune the freshly made parent directory; try once more
         for attempt in (1, 2):
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                make_dir(target.parent)
                 os.replace(self.path, target)
+                fsync_dir(target.parent)
                 return
             except FileNotFoundError:
                 if attempt == 2:
@@ -82,10 +87,11 @@ class LocalBlobStore(BlobStore):
         await asyncio.to_thread(self._prepare_dirs)
 
     def _prepare_dirs(self) -> None:
-        self._objects.mkdir(parents=True, exist_ok=True)
+        make_dir(self._objects)
+        self._root.chmod(DIR_MODE)  # data dirs made by earlier versions were 0755
         # whatever is in incoming/ was left by a process that died mid-write: never committed
         shutil.rmtree(self._incoming, ignore_errors=True)
-        self._incoming.mkdir(parents=True, exist_ok=True)
+        make_dir(self._incoming)
 
     def _path(self, key: str) -> Path:
         return self._objects / validate_key(key)
@@ -198,6 +204,20 @@ class LocalBlobStore(BlobStore):
                 parent.rmdir()
             except OSError:
                 break
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """Every stored key that starts with `prefix` (the embedded start-up's orphan sweep)."""
+        return await asyncio.to_thread(self._keys, prefix)
+
+    def _keys(self, prefix: str) -> list[str]:
+        found = []
+        for directory, _, files in os.walk(self._objects):
+            base = Path(directory).relative_to(self._objects).as_posix()
+            for name in files:
+                key = name if base == "." else f"{base}/{name}"
+                if key.startswith(prefix):
+                    found.append(key)
+        return sorted(found)
 
     async def download_to(self, key: str, path: str) -> None:
         source = self._path(key)

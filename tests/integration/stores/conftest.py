@@ -88,7 +88,7 @@ def _document_backends() -> list[str]:
 async def document_store(request, tmp_path):
     """A DocumentStore and a database name that is this test's alone."""
     if request.param == "embedded":
-        store = DocumentStore(data_dir=tmp_path, debounce_s=0.05)
+        store = DocumentStore(data_dir=tmp_path)
     else:
         store = DocumentStore(mongo_url=os.environ["LORASERVE_MONGO_URL"])
     database = f"stores_test_{uuid.uuid4().hex[:10]}"
