@@ -7,6 +7,26 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1024**3
+# what a process runs with when nothing is set: fine on a laptop, refused in production
+DEV_SERVICE_TOKEN = "dev-service-token"
+DEV_KEY_PEPPER = "dev-key-pepper"
+MIN_SECRET_CHARS = 32
+
+
+class UnsafeSettings(SystemExit):
+    """A production process refuses to start with a guessable secret (the message says how to set it)."""
+
+
+def secret_problem(variable: str, value: str, dev_default: str) -> str | None:
+    """Why `value` is no secret for production, or None."""
+    how = f"set it to a random value, e.g. {variable}=\"$(openssl rand -hex 32)\""
+    if not value:
+        return f"{variable} is not set: {how}"
+    if value == dev_default:
+        return f"{variable} is the development default {dev_default!r}: {how}"
+    if len(value) < MIN_SECRET_CHARS:
+        return f"{variable} has {len(value)} characters, fewer than {MIN_SECRET_CHARS}: {how}"
+    return None
 
 
 class Settings(BaseSettings):
@@ -28,10 +48,11 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
 
-    # identity: a file of sha256 key hashes (default <data_dir>/keys.json) or Mongo's `identity` db
+    # identity: a file of key hashes (default <data_dir>/keys.json) or Mongo's `identity` db
     keys_file: Path | None = None
     identity_backend: str = "file"  # file | mongo
-    service_token: str = "dev-service-token"
+    # guards /internal/*; an empty token opens nothing (every internal route answers 404)
+    service_token: str = DEV_SERVICE_TOKEN
 
     # internal service URLs (production: Kubernetes Service names)
     file_ingest_url: str | None = None
@@ -65,3 +86,17 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    def secret_problems(self) -> list[str]:
+        """In production: what keeps this process from starting safely (none in dev)."""
+        if not self.production:
+            return []
+        problems = [secret_problem("LORASERVE_SERVICE_TOKEN", self.service_token, DEV_SERVICE_TOKEN)]
+        return [p for p in problems if p]
+
+    def require_safe(self) -> None:
+        """Raise UnsafeSettings (exit status 1 with the reasons) when production secrets are missing or weak."""
+        problems = self.secret_problems()
+        if problems:
+            raise UnsafeSettings("refusing to start in production (LORASERVE_ENV=production):\n  "
+                                 + "\n  ".join(problems))

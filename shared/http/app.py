@@ -80,6 +80,8 @@ def platform_lifecycle(platform: Platform):
 
 
 def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
+    """The app serving `parts`; in production, refuses (UnsafeSettings) to build with a guessable secret."""
+    platform.settings.require_safe()
     app = web.Application(
         middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware,
                      body_idle_middleware],

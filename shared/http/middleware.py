@@ -122,6 +122,11 @@ def api_key_from(request: web.Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+def service_token_ok(sent: str, expected: str) -> bool:
+    """An empty expected token matches nothing: a blank setting closes /internal instead of opening it."""
+    return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
     path = request.path
@@ -140,9 +145,8 @@ async def auth_middleware(request: web.Request, handler):
         finally:
             structlog.contextvars.unbind_contextvars("org_id")
     if path.startswith(INTERNAL_PREFIX):
-        token = request.headers.get("x-service-token", "")
-        expected = request.app[PLATFORM].settings.service_token
-        if not hmac.compare_digest(token.encode(), expected.encode()):
+        if not service_token_ok(request.headers.get("x-service-token", ""),
+                                request.app[PLATFORM].settings.service_token):
             # internal routes do not exist for anyone without the token
             raise NotFound(f"Unknown path {path}", code="unknown_url")
     return await handler(request)

@@ -47,7 +47,7 @@ from tests.bench.common import (
 from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY, free_port
 
 BLOCK_BYTES = 1 * MiB
-SERVICE_TOKEN = "bench-service-token"
+SERVICE_TOKEN = "bench-service-token-0123456789abcdef"
 GOAL_RATIO, GOAL_RSS_MIB = 0.5, 256
 
 

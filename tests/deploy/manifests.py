@@ -1,6 +1,7 @@
 """Rendering the kustomize overlays and reading what an operator relies on out of them."""
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from pathlib import Path
@@ -143,3 +144,29 @@ def custom_resource_secrets(doc: dict) -> set[str]:
     if doc["kind"] == "Ingress":
         return {t["secretName"] for t in spec.get("tls", [])}
     return set()
+
+
+def pod_environment(docs: list[dict], workload: dict) -> tuple[dict[str, str], set[str]]:
+    """The first container's environment as the pod would see it (ConfigMaps and Secrets the overlay renders),
+    and the names of the Secrets it reads that the overlay does not render (created by the operator)."""
+    config_maps = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(docs, "ConfigMap")}
+    secrets = {s["metadata"]["name"]: {**{k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()},
+                                       **s.get("stringData", {})} for s in of_kind(docs, "Secret")}
+    container = pod_spec(workload)["containers"][0]
+    env, external = {}, set()
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env |= config_maps[source["configMapRef"]["name"]]
+        elif source["secretRef"]["name"] in secrets:
+            env |= secrets[source["secretRef"]["name"]]
+        else:
+            external.add(source["secretRef"]["name"])
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref is None:
+            env[item["name"]] = item.get("value", "")
+        elif ref["name"] in secrets:
+            env[item["name"]] = secrets[ref["name"]][ref["key"]]
+        else:
+            external.add(ref["name"])
+    return env, external

@@ -78,7 +78,7 @@ def start_topology(root: Path, amqp_url: str, s3_endpoint: str, keys_file: Path)
         "LORASERVE_S3_SECRET_KEY": "testing",
         "LORASERVE_S3_BUCKET": "loraserve-e2e",
         "LORASERVE_KEYS_FILE": str(keys_file),
-        "LORASERVE_SERVICE_TOKEN": "e2e-service-token",
+        "LORASERVE_SERVICE_TOKEN": "e2e-service-token-0123456789abcdef",
         "LORASERVE_ENV": "production",
     })
     for name in (*SERVICES, "gpu-worker"):

@@ -90,7 +90,7 @@ def start_fault_topology(root: Path, amqp_url: str, s3_endpoint: str, keys_file:
         "LORASERVE_S3_SECRET_KEY": "testing",
         "LORASERVE_S3_BUCKET": "loraserve-rel",
         "LORASERVE_KEYS_FILE": str(keys_file),
-        "LORASERVE_SERVICE_TOKEN": "rel-service-token",
+        "LORASERVE_SERVICE_TOKEN": "rel-service-token-0123456789abcdef",
         "LORASERVE_ENV": "production",
     }, overrides={name: {"LORASERVE_S3_ENDPOINT": proxy.endpoint} for name, proxy in proxies.items()})
     for name in ALL:

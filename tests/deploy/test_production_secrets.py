@@ -1,0 +1,69 @@
+"""Every process that runs in production mode gets secrets its start-up check accepts (issue 15, finding 3):
+compose's defaults, the dev overlay's generated Secrets, and the Secrets the README has operators create for prod."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from shared.settings import Settings
+from tests.deploy.manifests import OVERLAYS, ROOT, of_kind, pod_environment
+from tests.deploy.test_compose import env as compose_env
+from tests.deploy.test_compose import loraserve_services
+
+README = (ROOT / "README.md").read_text()
+SECRET_VARIABLES = ("LORASERVE_SERVICE_TOKEN",)
+
+
+def problems_with(monkeypatch, variables: dict[str, str]) -> list[str]:
+    """What the process's start-up check says about exactly these LORASERVE_* variables."""
+    for name in [n for n in os.environ if n.startswith("LORASERVE_")]:
+        monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return Settings().secret_problems()
+
+
+def readme_generates(secret: str, variable: str) -> bool:
+    """The README's `create secret generic SECRET` command sets VARIABLE to `openssl rand -hex N` (2N >= 32)."""
+    command = re.search(rf"create secret generic {secret} ((?:.*\\\n)*.*)", README)
+    if command is None:
+        return False
+    value = re.search(rf"--from-literal={variable}=\"([^\"]+)\"", command.group(1))
+    if value is None:
+        return False
+    exported = re.fullmatch(r"\$(\w+)", value.group(1))
+    if exported:
+        value = re.search(rf"export {exported.group(1)}=\"([^\"]+)\"", README)
+    generated = value and re.fullmatch(r"\$\(openssl rand -hex (\d+)\)", value.group(1))
+    return bool(generated) and int(generated.group(1)) * 2 >= 32
+
+
+@pytest.mark.parametrize("service", loraserve_services())
+def test_every_compose_service_starts_with_its_default_secrets(monkeypatch, service):
+    variables = compose_env(service)
+    assert variables["LORASERVE_ENV"] == "production"
+    assert problems_with(monkeypatch, variables) == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_gets_secrets_that_pass_the_start_up_check(monkeypatch, rendered, overlay):
+    docs, checked = rendered(overlay), 0
+    for deployment in of_kind(docs, "Deployment"):
+        variables, external = pod_environment(docs, deployment)
+        if variables.get("LORASERVE_ENV") != "production":
+            continue
+        checked += 1
+        for variable in SECRET_VARIABLES:
+            if variable not in variables:
+                assert any(readme_generates(s, variable) for s in external), (deployment["metadata"]["name"], variable)
+                variables[variable] = "x" * 64  # what `openssl rand -hex 32` gives
+        assert problems_with(monkeypatch, variables) == [], deployment["metadata"]["name"]
+    assert checked >= 4
+
+
+def test_the_check_catches_the_old_placeholders(monkeypatch):
+    for token in ("dev-service-token", "compose-service-token"):
+        assert problems_with(monkeypatch, {"LORASERVE_ENV": "production", "LORASERVE_SERVICE_TOKEN": token})
+    assert not readme_generates("loraserve-credentials", "LORASERVE_NOT_A_SETTING")
