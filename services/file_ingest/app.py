@@ -1,8 +1,12 @@
-"""file-ingest's part of an app: the routing table, start-up (indexes), the refs consumer and the sweeper."""
+"""file-ingest's part of an app: the routing table, start-up (indexes, reference counts rebuilt from the
+registry), the refs consumer and the sweeper."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, Callable
 
+import aiohttp
 from aiohttp import web
 
 from services.file_ingest.consumers import lora_refs_consumer
@@ -10,12 +14,20 @@ from services.file_ingest.context import FileIngest
 from services.file_ingest.handlers.files import FileHandlers
 from services.file_ingest.handlers.internal import InternalHandlers
 from services.file_ingest.handlers.uploads import UploadHandlers
+from services.file_ingest.recovery import rebuild_refs
 from services.file_ingest.streaming import check_declared_length
 from services.file_ingest.sweeper import upload_sweeper
+from shared.clients.registry import RegistryClient, RegistryUnavailable
 from shared.contracts.errors import ApiError
+from shared.contracts.loras import InternalLoraEntry
+from shared.logging import get_logger
 from shared.platform import Platform, ServicePart
 
 NAME = "file-ingest"
+log = get_logger("file_ingest.app")
+REGISTRY_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
+REBUILD_BACKOFF_SECONDS = (0.1, 5.0)  # first retry, longest wait
+Listing = Callable[[aiohttp.ClientSession], AsyncIterable[InternalLoraEntry]]
 
 
 def expect_within(limit: Callable[[], int]):
@@ -63,10 +75,51 @@ def indexes(ctx: FileIngest):
     return indexes_ctx
 
 
-def part_for(ctx: FileIngest) -> ServicePart:
+async def _rebuild_until_done(ctx: FileIngest, listing: Listing, session: aiohttp.ClientSession) -> None:
+    wait, longest = REBUILD_BACKOFF_SECONDS
+    while True:
+        try:
+            await rebuild_refs(ctx, listing(session))
+            break
+        except RegistryUnavailable as exc:  # not up yet (the embedded default lists itself once serving)
+            log.info("file_refs_rebuild_waiting", reason=str(exc), retry_in=wait)
+        except Exception:
+            log.exception("file_refs_rebuild_failed", retry_in=wait)
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, longest)
+    if ctx.refs_rebuilt is not None:
+        ctx.refs_rebuilt.set()
+
+
+def refs_rebuild(ctx: FileIngest, listing: Listing | None):
+    """Rebuild the reference counts from the registry in the background, after the consumer is bound."""
+    async def rebuild_ctx(app: web.Application):
+        if listing is None:  # no registry to ask: the events are all there is
+            if ctx.refs_rebuilt is not None:
+                ctx.refs_rebuilt.set()
+            yield
+            return
+        async with aiohttp.ClientSession(timeout=REGISTRY_TIMEOUT) as session:
+            task = asyncio.create_task(_rebuild_until_done(ctx, listing, session), name="file-ingest-refs-rebuild")
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return rebuild_ctx
+
+
+def registry_listing(platform: Platform) -> Listing:
+    def listing(session: aiohttp.ClientSession) -> AsyncIterable[InternalLoraEntry]:
+        return RegistryClient(session, platform.internal_url("registry"), platform.settings.service_token).list_all()
+    return listing
+
+
+def part_for(ctx: FileIngest, listing: Listing | None = None) -> ServicePart:
     return ServicePart(name=NAME, routes=routes(ctx),
-                       cleanup_ctx=[indexes(ctx), lora_refs_consumer(ctx), upload_sweeper(ctx)])
+                       cleanup_ctx=[indexes(ctx), lora_refs_consumer(ctx), refs_rebuild(ctx, listing),
+                                    upload_sweeper(ctx)])
 
 
 def build(platform: Platform) -> ServicePart:
-    return part_for(FileIngest.from_platform(platform))
+    return part_for(FileIngest.from_platform(platform), registry_listing(platform))

@@ -1,4 +1,10 @@
-"""Completing an upload: check the part list, assemble, verify bytes and md5, then record the File."""
+"""Completing an upload: check the part list, assemble, verify bytes and md5, then record the File.
+
+Order matters for a crash at any point: the lease names the File id first, the File is
+stored, the upload is marked completed, and only then are its parts deleted. A retry of
+`complete` answers the completed upload again, or finishes a completion whose File was
+stored before it stopped; the embedded platform also does that at start-up (`recovery`).
+"""
 from __future__ import annotations
 
 from services.file_ingest.assembly import assemble
@@ -20,6 +26,7 @@ from shared.contracts.errors import BadRequest, Conflict, InternalError, NotFoun
 from shared.contracts.files import CompleteUploadBody
 from shared.contracts.messages import FileCreated
 from shared.logging import get_logger
+from shared.stores.blobs import BlobNotFound
 
 log = get_logger("file_ingest.completion")
 # how long a completion holds the upload; past it a crashed completion no longer blocks the sweeper
@@ -30,11 +37,8 @@ def refused(exc: CompletionRefused) -> BadRequest:
     return BadRequest(f"Cannot complete the upload: {exc}", param=exc.param, code="invalid_parts")
 
 
-async def _claim(ctx: FileIngest, org: str, upload_id: str, body: CompleteUploadBody) -> UploadRecord:
+async def _claim(ctx: FileIngest, upload: UploadRecord, body: CompleteUploadBody) -> UploadRecord:
     now = ctx.now()
-    upload = await ctx.uploads.get(org, upload_id)
-    if upload is None:
-        raise NotFound(f"No such Upload object: {upload_id}", param="upload_id", code="upload_not_found")
     try:
         check_accepts_work(upload, now)
         select_parts(upload, body.part_ids)  # refuse a wrong list before taking the lease
@@ -42,9 +46,10 @@ async def _claim(ctx: FileIngest, org: str, upload_id: str, body: CompleteUpload
         raise Conflict(str(exc), code="upload_not_pending") from None
     except CompletionRefused as exc:
         raise refused(exc) from None
-    claimed = await ctx.uploads.claim_completion(org, upload_id, now, now + COMPLETION_LEASE_SECONDS)
+    claimed = await ctx.uploads.claim_completion(upload.org_id, upload.id, now, now + COMPLETION_LEASE_SECONDS,
+                                                 new_file_id())
     if claimed is None:
-        raise Conflict(f"Upload {upload_id} changed while completing; try again", code="upload_not_pending")
+        raise Conflict(f"Upload {upload.id} changed while completing; try again", code="upload_not_pending")
     return claimed
 
 
@@ -59,9 +64,13 @@ def _verify(upload: UploadRecord, digest: Digest, md5: str | None) -> None:
 
 async def _build_file(ctx: FileIngest, upload: UploadRecord, body: CompleteUploadBody) -> FileRecord:
     parts = select_parts(upload, body.part_ids)
-    file_id = new_file_id()
+    file_id = upload.completing_file_id or new_file_id()
     key = file_object_key(upload.org_id, file_id)
-    digest = await assemble(ctx.blobs, key, f"{upload_prefix(upload.org_id, upload.id)}/assembly", parts)
+    try:
+        digest = await assemble(ctx.blobs, key, f"{upload_prefix(upload.org_id, upload.id)}/assembly", parts)
+    except BlobNotFound:
+        raise Conflict(f"Upload {upload.id} has lost some of its parts; create a new upload",
+                       code="upload_parts_missing") from None
     try:
         _verify(upload, digest, body.md5)
         record = FileRecord(id=file_id, org_id=upload.org_id, filename=upload.filename, bytes=digest.size,
@@ -74,9 +83,44 @@ async def _build_file(ctx: FileIngest, upload: UploadRecord, body: CompleteUploa
     return record
 
 
+async def finish(ctx: FileIngest, upload: UploadRecord, record: FileRecord) -> UploadRecord:
+    """Mark the upload completed with its stored File, then delete its parts (only now: both are durable)."""
+    completed = await ctx.uploads.mark_completed(upload.org_id, upload.id, record.id)
+    if completed is None:
+        current = await ctx.uploads.get(upload.org_id, upload.id)
+        if current is None or current.status != "completed" or current.file_id != record.id:
+            await ctx.files.delete(upload.org_id, record.id)
+            await ctx.blobs.delete(record.object_key)
+            raise Conflict(f"Upload {upload.id} was cancelled or expired while completing",
+                           code="upload_not_pending")
+        completed = current  # a concurrent retry finished this very completion
+    await delete_parts(ctx.blobs, completed.parts)
+    log.info("upload_completed", upload_id=upload.id, file_id=record.id, bytes=record.bytes)
+    await publish_file_event(ctx.bus, ctx.source, FileCreated, upload.org_id, record.public())
+    return completed
+
+
+async def _resume(ctx: FileIngest, upload: UploadRecord) -> tuple[UploadRecord, FileRecord] | None:
+    """A retry of a completion that went through (the same answer again) or that stored its File and then
+    stopped (finished now); None when there is nothing to resume."""
+    if upload.status == "completed" and upload.file_id:
+        record = await ctx.files.get(upload.org_id, upload.file_id)
+        return (upload, record) if record is not None else None
+    if upload.status == "pending" and upload.completing_file_id:
+        record = await ctx.files.get(upload.org_id, upload.completing_file_id)
+        if record is not None:
+            return await finish(ctx, upload, record), record
+    return None
+
+
 async def complete_upload(ctx: FileIngest, org: str, upload_id: str,
                           body: CompleteUploadBody) -> tuple[UploadRecord, FileRecord]:
-    upload = await _claim(ctx, org, upload_id, body)
+    upload = await ctx.uploads.get(org, upload_id)
+    if upload is None:
+        raise NotFound(f"No such Upload object: {upload_id}", param="upload_id", code="upload_not_found")
+    if (resumed := await _resume(ctx, upload)) is not None:
+        return resumed
+    upload = await _claim(ctx, upload, body)
     try:
         record = await _build_file(ctx, upload, body)
     except CompletionRefused as exc:
@@ -86,12 +130,4 @@ async def complete_upload(ctx: FileIngest, org: str, upload_id: str,
         # a wrong md5 leaves the upload pending with its parts, so the client may complete again
         await ctx.uploads.release_completion(org, upload_id)
         raise
-    completed = await ctx.uploads.mark_completed(org, upload_id, record.id)
-    if completed is None:
-        await ctx.files.delete(org, record.id)
-        await ctx.blobs.delete(record.object_key)
-        raise Conflict(f"Upload {upload_id} was cancelled or expired while completing", code="upload_not_pending")
-    await delete_parts(ctx.blobs, completed.parts)
-    log.info("upload_completed", upload_id=upload_id, file_id=record.id, bytes=record.bytes)
-    await publish_file_event(ctx.bus, ctx.source, FileCreated, org, record.public())
-    return completed, record
+    return await finish(ctx, upload, record), record

@@ -1,6 +1,7 @@
 """What file-ingest's handlers, consumer and sweeper share: the platform's adapters and the repositories."""
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +23,17 @@ class FileIngest:
     uploads: UploadRepository
     refs: RefRepository
     clock: Callable[[], float] = field(default=time.time)
+    # set once the reference counts were rebuilt from the registry; None: deletes need not wait for it
+    refs_rebuilt: asyncio.Event | None = None
 
     @classmethod
     def from_platform(cls, platform: Platform) -> FileIngest:
         db = platform.documents.database(DATABASE)
+        # with the in-memory bus, lora.* events are lost in a crash: the counts are only sure once rebuilt
+        rebuilt = None if platform.settings.amqp_url else asyncio.Event()
         return cls(settings=platform.settings, blobs=platform.blobs, bus=platform.bus, source=platform.source,
-                   files=FileRepository(db), uploads=UploadRepository(db), refs=RefRepository(db))
+                   files=FileRepository(db), uploads=UploadRepository(db), refs=RefRepository(db),
+                   refs_rebuilt=rebuilt)
 
     def now(self) -> int:
         return int(self.clock())

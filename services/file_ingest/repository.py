@@ -56,6 +56,10 @@ class FileRepository:
     async def delete(self, org_id: str, file_id: str) -> FileRecord | None:
         return _from_doc(FileRecord, await self.collection.find_one_and_delete({"_id": file_id, "org_id": org_id}))
 
+    async def object_keys(self) -> set[str]:
+        """Every File's blob key, every org's (the embedded start-up's orphan sweep)."""
+        return {doc["object_key"] async for doc in self.collection.find({}, {"object_key": 1})}
+
 
 class UploadRepository:
     def __init__(self, db):
@@ -85,22 +89,35 @@ class UploadRepository:
         result = await self.collection.update_one(query, update)
         return result.modified_count == 1
 
-    async def claim_completion(self, org_id: str, upload_id: str, now: int, until: int) -> UploadRecord | None:
+    async def claim_completion(self, org_id: str, upload_id: str, now: int, until: int,
+                               file_id: str) -> UploadRecord | None:
         doc = await self.collection.find_one_and_update(
             {"_id": upload_id, "org_id": org_id, **self._open(now)},
-            {"$set": {"completing_until": until}}, return_document=ReturnDocument.AFTER)
+            {"$set": {"completing_until": until, "completing_file_id": file_id}},
+            return_document=ReturnDocument.AFTER)
         return _from_doc(UploadRecord, doc)
 
     async def release_completion(self, org_id: str, upload_id: str) -> None:
         await self.collection.update_one({"_id": upload_id, "org_id": org_id, "status": "pending"},
-                                         {"$set": {"completing_until": None}})
+                                         {"$set": {"completing_until": None, "completing_file_id": None}})
 
     async def mark_completed(self, org_id: str, upload_id: str, file_id: str) -> UploadRecord | None:
         doc = await self.collection.find_one_and_update(
             {"_id": upload_id, "org_id": org_id, "status": "pending"},
-            {"$set": {"status": "completed", "file_id": file_id, "completing_until": None}},
+            {"$set": {"status": "completed", "file_id": file_id, "completing_until": None,
+                      "completing_file_id": None}},
             return_document=ReturnDocument.AFTER)
         return _from_doc(UploadRecord, doc)
+
+    async def completing(self) -> list[UploadRecord]:
+        """Pending uploads with a completion lease, every org's (the embedded start-up's recovery)."""
+        cursor = self.collection.find({"status": "pending", "completing_until": {"$ne": None}})
+        return [_from_doc(UploadRecord, doc) async for doc in cursor]
+
+    async def live_part_keys(self) -> set[str]:
+        """The blob keys of every pending upload's parts, every org's (the orphan sweep keeps these)."""
+        cursor = self.collection.find({"status": "pending"}, {"parts.object_key": 1})
+        return {part["object_key"] async for doc in cursor for part in doc.get("parts", [])}
 
     async def cancel(self, org_id: str, upload_id: str, now: int) -> UploadRecord | None:
         doc = await self.collection.find_one_and_update(
@@ -136,6 +153,12 @@ class RefRepository:
                       "$setOnInsert": {"released": False}}
         update["$inc"] = {"events_folded": 1}  # deliveries seen, replays included: for operators and tests
         await self.collection.update_one({"_id": ref.lora_id}, update, upsert=True)
+
+    async def unreleased(self) -> dict[str, Reference]:
+        """Every LoRA still holding files, by id (the start-up rebuild compares them with the registry)."""
+        return {doc["_id"]: Reference(lora_id=doc["_id"], org_id=doc["org_id"], file_ids=tuple(doc["file_ids"]),
+                                      released=False)
+                async for doc in self.collection.find({"released": False})}
 
     async def holders(self, file_id: str, limit: int = 10) -> list[str]:
         cursor = self.collection.find({"file_ids": file_id, "released": False}).limit(limit)

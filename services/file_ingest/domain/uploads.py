@@ -43,6 +43,8 @@ class UploadRecord(BaseModel):
     file_id: str | None = None
     # set while a completion runs, so parts, cancels and the sweeper keep off
     completing_until: int | None = None
+    # the File id a running completion stores: a retry after a crash finds the File by it
+    completing_file_id: str | None = None
 
     def effective_status(self, now: int) -> UploadStatus:
         if self.status == "pending" and self.expires_at <= now:

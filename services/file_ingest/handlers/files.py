@@ -1,6 +1,7 @@
 """/v1/files: upload (multipart, streamed), list, retrieve, content (ranged), delete."""
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 from aiohttp import web
@@ -14,13 +15,14 @@ from services.file_ingest.domain.ranges import ByteRange, RangeNotSatisfiable, p
 from services.file_ingest.events import publish_file_event
 from services.file_ingest.streaming import StreamedForm, check_declared_length, stream_form
 from shared.contracts.common import ListEnvelope, ListParams
-from shared.contracts.errors import ApiError, BadRequest, Conflict, NotFound
+from shared.contracts.errors import ApiError, BadRequest, Conflict, NotFound, ServiceUnavailable
 from shared.contracts.files import FileDeletedObject, FileObject
 from shared.contracts.messages import FileCreated, FileDeleted
 from shared.http.requests import bad_request_from, json_response, org_id
 from shared.logging import get_logger
 
 log = get_logger("file_ingest.files")
+REFS_WAIT_SECONDS = 10.0
 
 
 class FileListParams(ListParams):
@@ -98,6 +100,17 @@ class FileHandlers:
         await publish_file_event(self.ctx.bus, self.ctx.source, FileCreated, org, record.public())
         return json_response(record.public())
 
+    async def _refs_known(self) -> None:
+        """A file may only be deleted once the counts say for sure whether a LoRA holds it."""
+        rebuilt = self.ctx.refs_rebuilt
+        if rebuilt is None or rebuilt.is_set():
+            return
+        try:
+            await asyncio.wait_for(rebuilt.wait(), REFS_WAIT_SECONDS)
+        except TimeoutError:
+            raise ServiceUnavailable("File references are still being rebuilt after a restart; retry shortly.",
+                                     code="file_refs_rebuilding", headers={"x-should-retry": "true"}) from None
+
     async def list(self, request: web.Request) -> web.Response:
         try:
             params = FileListParams.model_validate(dict(request.query))
@@ -141,6 +154,7 @@ class FileHandlers:
 
     async def delete(self, request: web.Request) -> web.Response:
         record = await self._get(request)
+        await self._refs_known()
         holders = await self.ctx.refs.holders(record.id)
         if holders:
             raise Conflict(f"File {record.id} is used by LoRA {', '.join(holders)}; delete the LoRA first",
