@@ -29,8 +29,8 @@ HTTP_SERVICES = ("file-ingest", "registry", "validator", "inference-router")
 
 def make_identity(settings: Settings, documents) -> IdentityStore:
     if settings.identity_backend == "mongo":
-        return MongoIdentityStore(documents.database("identity"))
-    return FileIdentityStore(settings.keys_path)
+        return MongoIdentityStore(documents.database("identity"), pepper=settings.key_pepper)
+    return FileIdentityStore(settings.keys_path, pepper=settings.key_pepper)
 
 
 def build_platform(settings: Settings, source: str) -> Platform:
@@ -69,10 +69,45 @@ def available_services() -> list[str]:
     return found
 
 
+async def recover_embedded(platform: Platform, services: list[str]) -> None:
+    """Undo what a crash of the embedded platform left behind, from the stored documents, before serving:
+    half-done upload completions and orphaned blobs (one process owns the data dir, and nothing is in
+    flight yet), validation jobs and background responses that were queued in the in-memory bus."""
+    from shared.stores.local_blobs import LocalBlobStore
+
+    if "file-ingest" in services and platform.documents.embedded and isinstance(platform.blobs, LocalBlobStore):
+        from services.file_ingest.context import FileIngest
+        from services.file_ingest.recovery import recover_at_startup
+
+        await recover_at_startup(FileIngest.from_platform(platform), platform.blobs)
+    if platform.settings.amqp_url:
+        return  # RabbitMQ kept the queued work
+    if "registry" in services:
+        from services.registry.app import registry_from
+        from services.registry.recovery import reissue_validations
+
+        await reissue_validations(registry_from(platform))
+    if "inference-router" in services:
+        from services.inference_router.app import router_from
+        from services.inference_router.recovery import fail_interrupted
+
+        await fail_interrupted(router_from(platform).responses)
+
+
+def recovery_part(platform: Platform, services: list[str]) -> ServicePart:
+    """Runs last at start-up: after every service made its indexes and bound its consumers."""
+    async def recovery_ctx(app: web.Application):
+        await recover_embedded(platform, services)
+        yield
+
+    return ServicePart(name="recovery", cleanup_ctx=[recovery_ctx])
+
+
 def embedded_app(settings: Settings) -> web.Application:
     platform = build_platform(settings, source="loraserve/dev")
-    parts = [build_part(name, platform) for name in available_services()]
-    return create_app(platform, parts)
+    services = available_services()
+    parts = [build_part(name, platform) for name in services]
+    return create_app(platform, [*parts, recovery_part(platform, services)])
 
 
 def service_app(settings: Settings, service: str) -> web.Application:

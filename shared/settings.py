@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     identity_backend: str = "file"  # file | mongo
     # guards /internal/*; an empty token opens nothing (every internal route answers 404)
     service_token: str = DEV_SERVICE_TOKEN
+    # HMAC key of the stored API key hashes; kept apart from them (another Secret) so leaked hashes stay unguessable
+    key_pepper: str = DEV_KEY_PEPPER
 
     # internal service URLs (production: Kubernetes Service names)
     file_ingest_url: str | None = None
@@ -87,16 +89,18 @@ class Settings(BaseSettings):
     def production(self) -> bool:
         return self.env == "production"
 
-    def secret_problems(self) -> list[str]:
-        """In production: what keeps this process from starting safely (none in dev)."""
+    def secret_problems(self, service_token: bool = True, key_pepper: bool = True) -> list[str]:
+        """In production: what keeps this process from starting safely (none in dev). A process that checks no
+        API keys (the worker, the validator) needs no pepper; `admin keys` needs no token."""
         if not self.production:
             return []
-        problems = [secret_problem("LORASERVE_SERVICE_TOKEN", self.service_token, DEV_SERVICE_TOKEN)]
+        problems = [service_token and secret_problem("LORASERVE_SERVICE_TOKEN", self.service_token, DEV_SERVICE_TOKEN),
+                    key_pepper and secret_problem("LORASERVE_KEY_PEPPER", self.key_pepper, DEV_KEY_PEPPER)]
         return [p for p in problems if p]
 
-    def require_safe(self) -> None:
+    def require_safe(self, service_token: bool = True, key_pepper: bool = True) -> None:
         """Raise UnsafeSettings (exit status 1 with the reasons) when production secrets are missing or weak."""
-        problems = self.secret_problems()
+        problems = self.secret_problems(service_token, key_pepper)
         if problems:
             raise UnsafeSettings("refusing to start in production (LORASERVE_ENV=production):\n  "
                                  + "\n  ".join(problems))

@@ -1,10 +1,15 @@
-"""`loraserve admin keys create|list|revoke` and `loraserve model export`."""
+"""`loraserve admin keys create|list|revoke|migrate` and `loraserve model export`.
+
+Keys are hashed with LORASERVE_KEY_PEPPER: run these with the pepper the services run with (in production
+they refuse to run without a real one), against the file you then install as the read-only Secret.
+"""
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
-from shared.settings import Settings
+from shared.settings import DEV_KEY_PEPPER, Settings
 
 
 def register(sub) -> None:
@@ -19,6 +24,9 @@ def register(sub) -> None:
     revoke = keys_sub.add_parser("revoke")
     revoke.add_argument("key_id")
     revoke.set_defaults(handler=cmd_keys_revoke)
+    keys_sub.add_parser("migrate", help="re-hash plain sha256 records of earlier releases under the pepper "
+                                        "(no key needed) and drop their prefix hints").set_defaults(
+        handler=cmd_keys_migrate)
 
     model = sub.add_parser("model", help="base models")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -28,17 +36,21 @@ def register(sub) -> None:
     export.set_defaults(handler=cmd_model_export)
 
 
-def _identity():
+def _identity(writes: bool = False):
     from shared.composition import make_identity
     from shared.stores import make_document_store
 
     settings = Settings()
+    settings.require_safe(service_token=False)
+    if writes and settings.key_pepper == DEV_KEY_PEPPER:
+        print("warning: LORASERVE_KEY_PEPPER is not set: hashing with the development pepper, which services "
+              "running with a real pepper will not accept", file=sys.stderr)
     return make_identity(settings, make_document_store(settings) if settings.identity_backend == "mongo" else None)
 
 
 def cmd_keys_create(args) -> int:
     try:
-        record, key = asyncio.run(_identity().create(args.org))
+        record, key = asyncio.run(_identity(writes=True).create(args.org))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     print(f"created {record.id} for org {record.org_id}")
@@ -49,7 +61,7 @@ def cmd_keys_create(args) -> int:
 def cmd_keys_list(args) -> int:
     for record in asyncio.run(_identity().list()):
         state = "revoked" if record.revoked_at else "active"
-        print(f"{record.id}\t{record.org_id}\t{record.hint}…\t{state}\t{record.created_at.isoformat()}")
+        print(f"{record.id}\t{record.org_id}\t{record.shown_hint}\t{state}\t{record.created_at.isoformat()}")
     return 0
 
 
@@ -57,6 +69,15 @@ def cmd_keys_revoke(args) -> int:
     if not asyncio.run(_identity().revoke(args.key_id)):
         raise SystemExit(f"no active key {args.key_id}")
     print(f"revoked {args.key_id}")
+    return 0
+
+
+def cmd_keys_migrate(args) -> int:
+    try:
+        changed = asyncio.run(_identity(writes=True).migrate())
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"migrated {changed} plain sha256 record(s) to HMAC-SHA256 with the pepper (their hints are removed)")
     return 0
 
 

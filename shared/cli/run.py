@@ -45,7 +45,7 @@ def _settings(args, **overrides) -> Settings:
 
 async def seed_dev_keys(settings: Settings, pairs: list[str]) -> list[tuple[str, str]]:
     """Keys to print: the ones given, else the dev key kept in the data dir (made on first start)."""
-    store = FileIdentityStore(settings.keys_path)
+    store = FileIdentityStore(settings.keys_path, pepper=settings.key_pepper)
     shown = []
     for pair in pairs:
         org, sep, key = pair.partition("=")

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shared.contracts.openapi import document as openapi_document
 from shared.http.keys import PLATFORM, REQUEST_ID
 from shared.http.middleware import (
+    PUBLIC_PREFIX,
     auth_middleware,
     error_middleware,
     metrics_middleware,
@@ -79,9 +80,14 @@ def platform_lifecycle(platform: Platform):
     return ctx
 
 
+def checks_api_keys(parts: list[ServicePart]) -> bool:
+    """Whether any public route is served: only those authenticate API keys (and need the pepper)."""
+    return any(getattr(route, "path", "").startswith(PUBLIC_PREFIX) for part in parts for route in part.routes)
+
+
 def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
     """The app serving `parts`; in production, refuses (UnsafeSettings) to build with a guessable secret."""
-    platform.settings.require_safe()
+    platform.settings.require_safe(key_pepper=checks_api_keys(parts))
     app = web.Application(
         middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware,
                      body_idle_middleware],

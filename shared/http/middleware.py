@@ -144,9 +144,8 @@ async def auth_middleware(request: web.Request, handler):
             return await handler(request)
         finally:
             structlog.contextvars.unbind_contextvars("org_id")
-    if path.startswith(INTERNAL_PREFIX):
-        if not service_token_ok(request.headers.get("x-service-token", ""),
-                                request.app[PLATFORM].settings.service_token):
-            # internal routes do not exist for anyone without the token
-            raise NotFound(f"Unknown path {path}", code="unknown_url")
+    sent = request.headers.get("x-service-token", "")
+    if path.startswith(INTERNAL_PREFIX) and not service_token_ok(sent, request.app[PLATFORM].settings.service_token):
+        # internal routes do not exist for anyone without the token
+        raise NotFound(f"Unknown path {path}", code="unknown_url")
     return await handler(request)

@@ -1,5 +1,6 @@
 """Identity: API key -> org. A key-hash file (embedded default, tests, a Kubernetes Secret)
-or MongoDB's `identity` database; written only by `loraserve admin keys`.
+or MongoDB's `identity` database; written only by `loraserve admin keys`. Both hash keys with the
+pepper (see shared/identity/keys.py) and still accept the plain sha256 records of earlier releases.
 """
 from __future__ import annotations
 
@@ -11,7 +12,19 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.identity.keys import KeyRecord, generate_key, hash_key, valid_org_id
+from shared.identity.keys import (
+    LEGACY,
+    PEPPERED,
+    KeyRecord,
+    generate_key,
+    legacy_digest,
+    pepper_digest,
+    pepper_id,
+    valid_org_id,
+)
+from shared.logging import get_logger
+
+log = get_logger("identity")
 
 CACHE_SECONDS = 5.0
 MAX_KEYS_FILE_BYTES = 16 * 1024 * 1024
@@ -32,31 +45,51 @@ class IdentityStore(abc.ABC):
     @abc.abstractmethod
     async def revoke(self, key_id: str) -> bool: ...
 
+    @abc.abstractmethod
+    async def migrate(self) -> int:
+        """Re-hash every plain-sha256 record under the pepper (no key needed); returns how many changed."""
+
     async def ready(self) -> bool:
         return True
+
+
+def _check_org(org_id: str) -> None:
+    if not valid_org_id(org_id):
+        raise ValueError(f"org id {org_id!r} must be 1-64 characters of [a-z0-9-_]")
 
 
 class FileIdentityStore(IdentityStore):
     """Key hashes in a JSON file, re-read when it changes so revocations apply without a restart."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, pepper: str):
         self.path = Path(path)
-        self._by_hash: dict[str, KeyRecord] = {}
+        self._pepper = pepper
+        self._peppered: dict[str, KeyRecord] = {}
+        self._legacy: dict[str, KeyRecord] = {}
         self._loaded_mtime: float | None = None
         self._checked_at = 0.0
 
-    def _read(self) -> list[KeyRecord]:
+    def _read_file(self) -> tuple[str | None, list[KeyRecord]]:
         if not self.path.exists():
-            return []
+            return None, []
         if self.path.stat().st_size > MAX_KEYS_FILE_BYTES:
             raise ValueError(f"{self.path} is larger than {MAX_KEYS_FILE_BYTES} bytes")
         raw = json.loads(self.path.read_text() or "{}")
-        return [KeyRecord.model_validate(k) for k in raw.get("keys", [])]
+        return raw.get("pepper_id"), [KeyRecord.model_validate(k) for k in raw.get("keys", [])]
+
+    def _read(self) -> list[KeyRecord]:
+        return self._read_file()[1]
 
     def _write(self, records: list[KeyRecord]) -> None:
+        """Refuses to mix peppers in one file: keys hashed with another pepper would never match here."""
+        made_with, existing = self._read_file()
+        if made_with and made_with != pepper_id(self._pepper) and any(r.scheme == PEPPERED for r in existing):
+            raise ValueError(f"{self.path} was hashed with another LORASERVE_KEY_PEPPER: set the one it was made "
+                             "with (the one the services run with)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"keys": [r.model_dump(mode="json") for r in records]}, indent=2))
+        document = {"pepper_id": pepper_id(self._pepper), "keys": [r.model_dump(mode="json") for r in records]}
+        tmp.write_text(json.dumps(document, indent=2))
         os.chmod(tmp, 0o600)
         tmp.replace(self.path)
         self._loaded_mtime = None
@@ -68,26 +101,35 @@ class FileIdentityStore(IdentityStore):
         self._checked_at = now
         mtime = self.path.stat().st_mtime if self.path.exists() else 0.0
         if mtime != self._loaded_mtime:
-            self._by_hash = {r.sha256: r for r in self._read()}
+            made_with, records = self._read_file()
+            if made_with and made_with != pepper_id(self._pepper):
+                log.error("the key file was hashed with another LORASERVE_KEY_PEPPER: its keys will not match",
+                          path=str(self.path))
+            self._peppered = {r.digest: r for r in records if r.scheme == PEPPERED}
+            self._legacy = {r.digest: r for r in records if r.scheme == LEGACY}
             self._loaded_mtime = mtime
+
+    def _find(self, api_key: str) -> KeyRecord | None:
+        plain = legacy_digest(api_key)
+        return self._peppered.get(pepper_digest(self._pepper, plain)) or self._legacy.get(plain)
 
     async def org_for_key(self, api_key: str) -> str | None:
         self._refresh()
-        record = self._by_hash.get(hash_key(api_key))
+        record = self._find(api_key)
         return record.org_id if record and record.active else None
 
     async def create(self, org_id: str, api_key: str | None = None) -> tuple[KeyRecord, str]:
-        if not valid_org_id(org_id):
-            raise ValueError(f"org id {org_id!r} must be 1-64 characters of [a-z0-9-_]")
+        _check_org(org_id)
         api_key = api_key or generate_key()
         records = self._read()
-        digest = hash_key(api_key)
-        existing = next((r for r in records if r.sha256 == digest), None)
+        plain = legacy_digest(api_key)
+        digests = {pepper_digest(self._pepper, plain): PEPPERED, plain: LEGACY}
+        existing = next((r for r in records if digests.get(r.digest) == r.scheme), None)
         if existing:
             if existing.org_id != org_id:
                 raise ValueError("that key already belongs to another org")
             return existing, api_key
-        record = KeyRecord(org_id=org_id, sha256=digest, hint=api_key[:8])
+        record = KeyRecord.new(org_id, api_key, self._pepper)
         self._write([*records, record])
         return record, api_key
 
@@ -105,36 +147,50 @@ class FileIdentityStore(IdentityStore):
             self._write(records)
         return hit
 
+    async def migrate(self) -> int:
+        records = self._read()
+        migrated = [r.migrated(self._pepper) for r in records]
+        self._write(migrated)
+        return sum(1 for old, new in zip(records, migrated, strict=True) if old is not new)
+
 
 class MongoIdentityStore(IdentityStore):
-    """Key hashes in MongoDB (`identity.api_keys`), cached for CACHE_SECONDS per key."""
+    """Key hashes in MongoDB (`identity.api_keys`), cached for CACHE_SECONDS per key. Records of earlier
+    releases carry `sha256` (plain) instead of `digest`; `migrate` rewrites them."""
 
-    def __init__(self, database):
+    def __init__(self, database, *, pepper: str):
         self.keys = database["api_keys"]
+        self._pepper = pepper
         self._cache: dict[str, tuple[float, str | None]] = {}
         self._indexed = False
 
     async def _ensure_index(self) -> None:
-        if not self._indexed:
-            await self.keys.create_index("sha256", unique=True)
-            self._indexed = True
+        if self._indexed:
+            return
+        legacy = (await self.keys.index_information()).get("sha256_1")
+        if legacy and not legacy.get("sparse"):
+            # earlier releases made it unique over every record: new ones, which have no sha256, would collide
+            await self.keys.drop_index("sha256_1")
+        await self.keys.create_index("sha256", unique=True, sparse=True)
+        await self.keys.create_index("digest", unique=True, sparse=True)
+        self._indexed = True
 
     async def org_for_key(self, api_key: str) -> str | None:
-        digest = hash_key(api_key)
+        plain = legacy_digest(api_key)
+        digest = pepper_digest(self._pepper, plain)
         cached = self._cache.get(digest)
         if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
-        doc = await self.keys.find_one({"sha256": digest, "revoked_at": None})
+        doc = await self.keys.find_one({"$or": [{"digest": digest}, {"sha256": plain}], "revoked_at": None})
         org = doc["org_id"] if doc else None
         self._cache[digest] = (time.monotonic(), org)
         return org
 
     async def create(self, org_id: str, api_key: str | None = None) -> tuple[KeyRecord, str]:
-        if not valid_org_id(org_id):
-            raise ValueError(f"org id {org_id!r} must be 1-64 characters of [a-z0-9-_]")
+        _check_org(org_id)
         await self._ensure_index()
         api_key = api_key or generate_key()
-        record = KeyRecord(org_id=org_id, sha256=hash_key(api_key), hint=api_key[:8])
+        record = KeyRecord.new(org_id, api_key, self._pepper)
         await self.keys.insert_one(record.model_dump())
         return record, api_key
 
@@ -146,6 +202,19 @@ class MongoIdentityStore(IdentityStore):
                                             {"$set": {"revoked_at": datetime.now(UTC)}})
         self._cache.clear()
         return result.modified_count == 1
+
+    async def migrate(self) -> int:
+        await self._ensure_index()
+        changed = 0
+        async for doc in self.keys.find({"sha256": {"$exists": True}}, {"_id": 0}):
+            record = KeyRecord.model_validate(doc).migrated(self._pepper)
+            result = await self.keys.update_one(
+                {"id": record.id, "sha256": doc["sha256"]},
+                {"$set": {"digest": record.digest, "scheme": record.scheme, "hint": record.hint},
+                 "$unset": {"sha256": ""}})
+            changed += result.modified_count
+        self._cache.clear()
+        return changed
 
     async def ready(self) -> bool:
         try:

@@ -45,9 +45,9 @@ from tests.bench.common import (
     print_table,
 )
 from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY, free_port
+from tests.fixtures.secrets import PRODUCTION_SECRETS, SERVICE_TOKEN
 
 BLOCK_BYTES = 1 * MiB
-SERVICE_TOKEN = "bench-service-token-0123456789abcdef"
 GOAL_RATIO, GOAL_RSS_MIB = 0.5, 256
 
 
@@ -82,7 +82,7 @@ def store_settings(root: Path, s3_endpoint: str | None) -> Settings:
 def service_env(settings: Settings, root: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORASERVE_")}
     env |= {"LORASERVE_DATA_DIR": str(settings.data_dir), "LORASERVE_PORT": str(port),
-            "LORASERVE_KEYS_FILE": str(root / "keys.json"), "LORASERVE_SERVICE_TOKEN": SERVICE_TOKEN,
+            "LORASERVE_KEYS_FILE": str(root / "keys.json"), **PRODUCTION_SECRETS,
             "LORASERVE_ENV": "production"}
     if settings.s3_endpoint:
         env |= {"LORASERVE_S3_ENDPOINT": settings.s3_endpoint, "LORASERVE_S3_ACCESS_KEY": settings.s3_access_key,

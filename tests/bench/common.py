@@ -26,6 +26,7 @@ from tests.e2e.conftest import PHRASE, PROMPT
 from tests.e2e.topology import Topology, start_topology
 from tests.fixtures.rabbit import private_vhost
 from tests.fixtures.s3 import moto_process
+from tests.fixtures.secrets import KEY_PEPPER
 
 MiB = 1024 * 1024
 TINY_MODEL = "loraserve/kimi-k2-tiny"
@@ -123,7 +124,7 @@ def moto_server():
 
 
 async def new_key(keys_file: Path, org: str = "org-bench") -> str:
-    _, key = await FileIdentityStore(keys_file).create(org)
+    _, key = await FileIdentityStore(keys_file, pepper=KEY_PEPPER).create(org)
     return key
 
 

@@ -1,5 +1,6 @@
 """Every process that runs in production mode gets secrets its start-up check accepts (issue 15, finding 3):
-compose's defaults, the dev overlay's generated Secrets, and the Secrets the README has operators create for prod."""
+compose's defaults, the dev overlay's generated Secrets, and the Secrets the README has operators create for prod.
+The services with public routes check API keys and need the key pepper too (finding 8)."""
 from __future__ import annotations
 
 import os
@@ -8,21 +9,21 @@ import re
 import pytest
 
 from shared.settings import Settings
-from tests.deploy.manifests import OVERLAYS, ROOT, of_kind, pod_environment
+from tests.deploy.manifests import OVERLAYS, ROOT, of_kind, pod_environment, pod_labels
 from tests.deploy.test_compose import env as compose_env
 from tests.deploy.test_compose import loraserve_services
 
 README = (ROOT / "README.md").read_text()
-SECRET_VARIABLES = ("LORASERVE_SERVICE_TOKEN",)
+PUBLIC_LABEL = "loraserve.io/public"
 
 
-def problems_with(monkeypatch, variables: dict[str, str]) -> list[str]:
+def problems_with(monkeypatch, variables: dict[str, str], key_pepper: bool = True) -> list[str]:
     """What the process's start-up check says about exactly these LORASERVE_* variables."""
     for name in [n for n in os.environ if n.startswith("LORASERVE_")]:
         monkeypatch.delenv(name)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
-    return Settings().secret_problems()
+    return Settings().secret_problems(key_pepper=key_pepper)
 
 
 def readme_generates(secret: str, variable: str) -> bool:
@@ -55,15 +56,22 @@ def test_every_deployment_gets_secrets_that_pass_the_start_up_check(monkeypatch,
         if variables.get("LORASERVE_ENV") != "production":
             continue
         checked += 1
-        for variable in SECRET_VARIABLES:
+        public = pod_labels(deployment).get(PUBLIC_LABEL) == "true"
+        if not public:  # the pepper goes only where keys are checked (a worker runs users' adapters)
+            assert "LORASERVE_KEY_PEPPER" not in variables, deployment["metadata"]["name"]
+            assert not [s for s in external if s.startswith("loraserve-key-pepper")], deployment["metadata"]["name"]
+        needed = ("LORASERVE_SERVICE_TOKEN", "LORASERVE_KEY_PEPPER") if public else ("LORASERVE_SERVICE_TOKEN",)
+        for variable in needed:
             if variable not in variables:
                 assert any(readme_generates(s, variable) for s in external), (deployment["metadata"]["name"], variable)
                 variables[variable] = "x" * 64  # what `openssl rand -hex 32` gives
-        assert problems_with(monkeypatch, variables) == [], deployment["metadata"]["name"]
+        assert problems_with(monkeypatch, variables, key_pepper=public) == [], deployment["metadata"]["name"]
     assert checked >= 4
 
 
 def test_the_check_catches_the_old_placeholders(monkeypatch):
     for token in ("dev-service-token", "compose-service-token"):
-        assert problems_with(monkeypatch, {"LORASERVE_ENV": "production", "LORASERVE_SERVICE_TOKEN": token})
+        assert problems_with(monkeypatch, {"LORASERVE_ENV": "production", "LORASERVE_SERVICE_TOKEN": token},
+                             key_pepper=False)
+    assert problems_with(monkeypatch, {"LORASERVE_ENV": "production", "LORASERVE_SERVICE_TOKEN": "x" * 64})
     assert not readme_generates("loraserve-credentials", "LORASERVE_NOT_A_SETTING")

@@ -4,6 +4,7 @@ import pytest
 
 from shared.identity.store import FileIdentityStore
 from tests.e2e.topology import start_topology
+from tests.fixtures.secrets import KEY_PEPPER
 
 PROMPT = "Tell me about centrifuges."
 PHRASE = "spin spin hooray"
@@ -24,7 +25,7 @@ def trained_adapter(tmp_path_factory):
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory):
     path = tmp_path_factory.mktemp("identity") / "keys.json"
-    store = FileIdentityStore(path)
+    store = FileIdentityStore(path, pepper=KEY_PEPPER)
     _, key_a = asyncio.run(store.create("org-a"))
     _, key_b = asyncio.run(store.create("org-b"))
     return path, {"org-a": key_a, "org-b": key_b}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fixtures.net import free_port
+from tests.fixtures.secrets import PRODUCTION_SECRETS
 
 SERVICES = ("file-ingest", "registry", "validator", "inference-router")
 WORKER_MODEL = "loraserve/kimi-k2-tiny"
@@ -78,7 +79,7 @@ def start_topology(root: Path, amqp_url: str, s3_endpoint: str, keys_file: Path)
         "LORASERVE_S3_SECRET_KEY": "testing",
         "LORASERVE_S3_BUCKET": "loraserve-e2e",
         "LORASERVE_KEYS_FILE": str(keys_file),
-        "LORASERVE_SERVICE_TOKEN": "e2e-service-token-0123456789abcdef",
+        **PRODUCTION_SECRETS,
         "LORASERVE_ENV": "production",
     })
     for name in (*SERVICES, "gpu-worker"):

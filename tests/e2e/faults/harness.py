@@ -21,6 +21,7 @@ import requests
 
 from tests.e2e.faults.s3_faults import FaultProxy
 from tests.e2e.topology import SERVICES, Topology, free_port
+from tests.fixtures.secrets import PRODUCTION_SECRETS
 
 MODEL = "loraserve/kimi-k2-tiny"
 ALL = (*SERVICES, "gpu-worker")
@@ -90,7 +91,7 @@ def start_fault_topology(root: Path, amqp_url: str, s3_endpoint: str, keys_file:
         "LORASERVE_S3_SECRET_KEY": "testing",
         "LORASERVE_S3_BUCKET": "loraserve-rel",
         "LORASERVE_KEYS_FILE": str(keys_file),
-        "LORASERVE_SERVICE_TOKEN": "rel-service-token-0123456789abcdef",
+        **PRODUCTION_SECRETS,
         "LORASERVE_ENV": "production",
     }, overrides={name: {"LORASERVE_S3_ENDPOINT": proxy.endpoint} for name, proxy in proxies.items()})
     for name in ALL:

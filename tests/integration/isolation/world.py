@@ -95,7 +95,7 @@ class OrgA:
 
 async def start_platform(data_dir) -> tuple[web.AppRunner, str, dict[str, str]]:
     settings = Settings(data_dir=data_dir, port=free_port())
-    store = FileIdentityStore(settings.keys_path)
+    store = FileIdentityStore(settings.keys_path, pepper=settings.key_pepper)
     keys = {org: (await store.create(org))[1] for org in ("org-a", "org-b")}
     runner = web.AppRunner(embedded_app(settings))
     await runner.setup()

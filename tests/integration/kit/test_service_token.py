@@ -44,3 +44,11 @@ def test_production_without_a_token_builds_no_app(tmp_path):
     platform = build_platform(Settings(data_dir=tmp_path, env="production"), source="test")
     with pytest.raises(UnsafeSettings):
         create_app(platform, [internal_part()])
+
+
+def test_only_a_process_serving_public_routes_needs_the_key_pepper(tmp_path):
+    platform = build_platform(Settings(data_dir=tmp_path, env="production", service_token=TOKEN), source="test")
+    create_app(platform, [internal_part()])  # a worker or validator checks no API keys
+    public = ServicePart(name="public", routes=[web.get("/v1/ping", ping)])
+    with pytest.raises(UnsafeSettings, match="LORASERVE_KEY_PEPPER"):
+        create_app(platform, [public])
