@@ -12,6 +12,9 @@ from shared.http.keys import ORG_ID, REQUEST_ID
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_MAX_JSON = 4 * 1024 * 1024
+# no request body of the API nests anywhere near this; deeper ones would reach the interpreter's recursion limit
+# in the parser, the validators or the JSON written to the bus
+MAX_JSON_DEPTH = 64
 
 
 def org_id(request: web.Request) -> str:
@@ -64,16 +67,45 @@ async def read_json_object(request: web.Request, max_bytes: int = DEFAULT_MAX_JS
         body += chunk
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"Request body exceeds {max_bytes} bytes")
+    value = parse_json(bytes(body))
+    if not isinstance(value, dict):
+        raise BadRequest("Request body must be a JSON object", code="invalid_json")
+    return value
+
+
+def parse_json(body: bytes):
+    """The JSON value, or a 400 for anything a client can send: bad UTF-8 or syntax, numbers past the
+    interpreter's 4300-digit limit, nesting deeper than MAX_JSON_DEPTH."""
+    too_deep = BadRequest(f"Request body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
     try:
-        value = json.loads(bytes(body).decode("utf-8"))
+        value = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest("Request body is not valid UTF-8", code="invalid_json") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc.msg} at position {exc.pos}",
                          code="invalid_json") from None
-    if not isinstance(value, dict):
-        raise BadRequest("Request body must be a JSON object", code="invalid_json")
+    except RecursionError:
+        raise too_deep from None
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise BadRequest("Request body has a number with too many digits", code="invalid_json") from None
+    brackets = body.count(b"[") + body.count(b"{")  # at C speed: most bodies cannot nest that deep at all
+    if brackets > MAX_JSON_DEPTH and nesting_exceeds(value, MAX_JSON_DEPTH):
+        raise too_deep
     return value
+
+
+def nesting_exceeds(value, limit: int) -> bool:
+    """Whether arrays/objects nest more than `limit` deep (iterative: deep input must not recurse here either)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 async def read_model(request: web.Request, model: type[T], max_bytes: int = DEFAULT_MAX_JSON) -> T:

@@ -5,10 +5,16 @@ import re
 from dataclasses import dataclass
 
 _SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# a byte position past int64 is no file's; longer digit strings would also make int() slow or refuse (>4300 digits)
+MAX_POSITION_DIGITS = 19
 
 
 class RangeNotSatisfiable(ValueError):
     pass
+
+
+class RangeInvalid(ValueError):
+    """A range whose positions no file can have: the caller's mistake, a 400."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     first, last = match.groups()
     if not first and not last:
         return None
+    if max(len(first), len(last)) > MAX_POSITION_DIGITS:
+        raise RangeInvalid(f"Range positions have at most {MAX_POSITION_DIGITS} digits")
     if not first:
         suffix = int(last)
         if suffix == 0 or size == 0:

@@ -11,7 +11,7 @@ from services.file_ingest.context import FileIngest
 from services.file_ingest.domain.filenames import InvalidFilename, clean_filename
 from services.file_ingest.domain.files import FileRecord, UnknownPurpose, check_purpose, file_object_key
 from services.file_ingest.domain.ids import new_file_id
-from services.file_ingest.domain.ranges import ByteRange, RangeNotSatisfiable, parse_range
+from services.file_ingest.domain.ranges import ByteRange, RangeInvalid, RangeNotSatisfiable, parse_range
 from services.file_ingest.events import publish_file_event
 from services.file_ingest.streaming import StreamedForm, check_declared_length, stream_form
 from shared.contracts.common import ListEnvelope, ListParams
@@ -134,6 +134,8 @@ class FileHandlers:
             raise ApiError(f"Range not satisfiable for a file of {record.bytes} bytes", status=416,
                            code="range_not_satisfiable",
                            headers={"Content-Range": f"bytes */{record.bytes}"}) from None
+        except RangeInvalid as exc:
+            raise BadRequest(f"Invalid Range header: {exc}", code="invalid_range") from None
         offset, length = (0, record.bytes) if span is None else (span.start, span.length)
         chunks = self.ctx.blobs.iter_range(record.object_key, offset, length)
         first = await anext(chunks, b"")  # opens the object before the status line is sent
