@@ -82,9 +82,11 @@ class Worker:
     async def adapter(self, ref: AdapterRef | None) -> AdapterWeights | None:
         return None if ref is None else await self.adapters.get(ref)
 
-    def request(self, response_id: str, messages: list[ChatMessage], sampling: SamplingParams,
-                ref: AdapterRef | None, weights: AdapterWeights | None) -> GenerationRequest:
-        prompt = self.host.chat_prompt([m.model_dump() for m in messages])
+    async def request(self, response_id: str, messages: list[ChatMessage], sampling: SamplingParams,
+                      ref: AdapterRef | None, weights: AdapterWeights | None) -> GenerationRequest:
+        # a long prompt takes seconds to tokenize (4 MB: ~6 s): on a thread (the tokenizer releases the GIL)
+        # the event loop keeps serving health checks, cancels and every other request meanwhile
+        prompt = await asyncio.to_thread(self.host.chat_prompt, [m.model_dump() for m in messages])
         return GenerationRequest(
             request_id=f"{response_id}#{uuid.uuid4().hex[:12]}", prompt=prompt, max_tokens=sampling.max_tokens,
             sampling=SamplingSpec(sampling.temperature, sampling.top_p, sampling.seed), stop=list(sampling.stop),

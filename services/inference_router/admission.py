@@ -1,7 +1,7 @@
 """From a parsed request to a job: which model, which LoRA, which completion window, by when.
 
 Every API runs the same checks in the same order: metadata limits, the model exists,
-the LoRA is the caller's, the LoRA may serve this request.
+the prompt can fit its context, the LoRA is the caller's, the LoRA may serve this request.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from services.inference_router.constraints import (
     check_lora_usable,
+    check_prompt_fits,
     lora_not_found,
     model_not_found,
     routing_of,
@@ -39,13 +40,14 @@ class Admitted:
 
 
 async def admit(catalogue: Catalogue, loras: LoraDirectory, org_id: str, model_id: str,
-                metadata: dict[str, Any] | None) -> Admitted:
+                metadata: dict[str, Any] | None, messages: list[ChatMessage], prompt_param: str) -> Admitted:
     checked = validate_metadata(metadata)
     routing = routing_of(checked)
     try:
         model = catalogue.get(model_id)
     except KeyError:
         raise model_not_found(model_id) from None
+    check_prompt_fits(model, [m.content for m in messages], prompt_param)
     lora = None
     if routing.lora_ref:
         lora = await loras.resolve(org_id, routing.lora_ref)

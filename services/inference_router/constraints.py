@@ -1,4 +1,5 @@
-"""The rules a request must meet before it becomes a job: metadata limits, completion windows, LoRA usability.
+"""The rules a request must meet before it becomes a job: metadata limits, completion windows, the model's
+context, LoRA usability.
 
 Pure: each check raises an ApiError whose message says what to do, listing every problem at once.
 """
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.inference_router.loras import LoraView
+from shared.catalogue.catalogue import ModelEntry
 from shared.contracts.errors import BadRequest, NotFound
 from shared.contracts.inference import (
     METADATA_MAX_KEY_CHARS,
@@ -21,6 +23,13 @@ WINDOWS = ("asap", "priority", "standard", "flex")
 # when a request names no window: base models run as soon as possible; LoRA requests may not use asap
 DEFAULT_WINDOW = "asap"
 DEFAULT_LORA_WINDOW = "priority"
+# The most characters one token of a model's tokenizer can cover, so characters / this is a lower bound
+# on a prompt's tokens and only prompts that cannot fit are refused. The tiny model's tokenizer is
+# byte-level, but its special tokens (the longest, "<|assistant|>", has 13 characters) are matched in
+# text too. Other tokenizers are BPE vocabularies whose longest tokens are runs of one character: 128
+# is a conservative bound for them.
+TOKEN_CHARS_BOUND = {"loraserve/kimi-k2-tiny": 13}
+DEFAULT_TOKEN_CHARS_BOUND = 128
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,16 @@ def routing_of(metadata: dict[str, str]) -> Routing:
         raise BadRequest(f"metadata.completion_window '{window}' is not one of {', '.join(WINDOWS)}.",
                          param="metadata.completion_window", code="invalid_completion_window")
     return Routing(lora_ref=lora_ref, window=window)
+
+
+def check_prompt_fits(model: ModelEntry, texts: list[str], param: str) -> None:
+    """Refuse, before it reaches a queue, a prompt that cannot leave the model room for one output token."""
+    context = model.architecture.max_position_embeddings
+    at_least = sum(len(text) for text in texts) // TOKEN_CHARS_BOUND.get(model.id, DEFAULT_TOKEN_CHARS_BOUND)
+    if at_least >= context:
+        raise BadRequest(f"The prompt is too long for model '{model.id}': it has at least {at_least} tokens and the "
+                         f"model's context holds {context} tokens, prompt and output together. Shorten the "
+                         "prompt and send the request again.", param=param, code="context_length_exceeded")
 
 
 def lora_not_found(ref: str) -> NotFound:

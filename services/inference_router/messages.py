@@ -69,7 +69,8 @@ class AnthropicEventWriter:
 async def create_message(router: RouterContext, request: web.Request) -> web.StreamResponse:
     body = await read_model(request, MessagesRequest, router.platform.settings.max_json_body_bytes)
     messages, sampling = messages_request(body)
-    admitted = await admit(router.platform.catalogue, router.loras, org_id(request), body.model, body.metadata)
+    admitted = await admit(router.platform.catalogue, router.loras, org_id(request), body.model, body.metadata,
+                           messages, "messages")
     message_id = new_id("msg_")
     job = build_job(admitted, response_id=message_id, org_id=org_id(request), messages=messages,
                     sampling=sampling, deadline=router.sync_deadline(admitted), stream=bool(body.stream))

@@ -51,7 +51,7 @@ async def create_response(router: RouterContext, request: web.Request) -> web.St
     body = await read_model(request, ResponseCreateRequest, router.platform.settings.max_json_body_bytes)
     messages, sampling = responses_request(body)
     org = org_id(request)
-    admitted = await admit(router.platform.catalogue, router.loras, org, body.model, body.metadata)
+    admitted = await admit(router.platform.catalogue, router.loras, org, body.model, body.metadata, messages, "input")
     response_id = new_id("resp_")
     if body.background:
         return await _start_background(request, router, body, admitted, response_id, messages, sampling)

@@ -14,6 +14,12 @@ METADATA_MAX_PAIRS = 16
 METADATA_MAX_KEY_CHARS = 64
 METADATA_MAX_VALUE_CHARS = 512
 CompletionWindow = Literal["asap", "priority", "standard", "flex"]
+# Integers that reach the engine are bounded here, so an out-of-range value is the API's own 400.
+# OpenAI's `seed` is a 64-bit signed integer; a token limit above 2**20 exceeds every served context.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+MAX_OUTPUT_TOKENS = 2**20
+OutputTokens = Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)]
+Seed = Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)]
 
 
 class _Request(BaseModel):
@@ -43,12 +49,12 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(_Request):
     model: str
     messages: list[ChatCompletionMessageIn] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: OutputTokens | None = None
+    max_completion_tokens: OutputTokens | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     metadata: dict[str, Any] | None = None
@@ -118,7 +124,7 @@ class ResponseCreateRequest(_Request):
     model: str
     input: str | Annotated[list[ResponseInputItem], Field(min_length=1)]  # the worker needs a message
     instructions: str | None = None
-    max_output_tokens: int | None = Field(None, ge=1)
+    max_output_tokens: OutputTokens | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     metadata: dict[str, Any] | None = None
@@ -195,7 +201,7 @@ class AnthropicMessageIn(BaseModel):
 
 class MessagesRequest(_Request):
     model: str
-    max_tokens: int = Field(ge=1)
+    max_tokens: OutputTokens
     messages: list[AnthropicMessageIn] = Field(min_length=1)
     system: str | list[TextPart] | None = None
     metadata: dict[str, Any] | None = None

@@ -66,7 +66,7 @@ async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, even
         await _failed(replies, events, ADAPTER_UNAVAILABLE, f"The LoRA's files could not be fetched: {exc}")
         return
     try:
-        request = worker.request(job.response_id, job.messages, job.sampling, job.adapter, weights)
+        request = await worker.request(job.response_id, job.messages, job.sampling, job.adapter, weights)
     except (ValueError, TypeError) as exc:
         # the conversation cannot be rendered (e.g. empty): retrying would fail the same way
         await _failed(replies, events, INVALID_REQUEST, f"The request could not be rendered as a prompt: {exc}")

@@ -14,6 +14,18 @@ def adapter_dirs(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="module")
+def weights(adapter_dirs):
+    """Each layout's adapter loaded as the engine takes it."""
+    from services.gpu_worker.adapters.adapter_files import load_adapter
+    from services.gpu_worker.engines.torch_engine.targets import discover_targets
+    from services.gpu_worker.models.tiny_model import build_model
+
+    targets = discover_targets(build_model())
+    return {layout: load_adapter(d / "adapter_config.json", d / "adapter_model.safetensors", targets,
+                                 [support.PREFIX], 64, 1 << 30) for layout, d in adapter_dirs.items()}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """The tiny model is all overhead: one thread is fastest, and much faster on a busy machine."""

@@ -1,15 +1,11 @@
 """Continuous batching across adapters: refill as sequences finish, slots evicted and reloaded, cancels."""
-import pytest
 
-from services.gpu_worker.adapters.adapter_files import load_adapter
 from services.gpu_worker.engines.torch_engine.engine import EngineObserver
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, host_engine
 from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest
-from services.gpu_worker.engines.torch_engine.targets import discover_targets
 from services.gpu_worker.models.tiny_model import build_model
 from services.gpu_worker.models.tokenizer import build_tokenizer
-from tests.unit.gpu_worker.support import PREFIX
 
 GREEDY = SamplingSpec(temperature=0.0)
 TOKENIZER = build_tokenizer()
@@ -28,13 +24,6 @@ def make_engine(num_slots=2, max_batch=3, max_len=128):
     engine = host_engine(build_model(), TOKENIZER, EngineOptions(num_slots=num_slots, max_batch=max_batch,
                                                                  max_len=max_len), observer)
     return engine, observer
-
-
-@pytest.fixture(scope="module")
-def weights(adapter_dirs):
-    targets = discover_targets(build_model())
-    return {layout: load_adapter(d / "adapter_config.json", d / "adapter_model.safetensors", targets, [PREFIX],
-                                 64, 1 << 30) for layout, d in adapter_dirs.items()}
 
 
 def request(request_id, text, adapter=None, weights=None, max_tokens=12, **kwargs):

@@ -2,7 +2,10 @@
 decodes one token for every running sequence, whatever adapter each uses.
 
 All torch work happens inside `step()`, on whichever single thread drives the engine;
-`submit` and `cancel` may be called from any thread (they only queue).
+`submit` and `cancel` may be called from any thread (they only queue). A request is checked and
+its sampler built when it is accepted, and a failure that belongs to one row (its sampler, its
+adapter's placement, its text) ends that row alone: only a failure of the shared batch itself
+(the model's forward pass) raises out of `step()`, and then `abort_all` fails every request.
 """
 from __future__ import annotations
 
@@ -25,7 +28,10 @@ from services.gpu_worker.engines.torch_engine.sequence import (
 )
 from services.gpu_worker.engines.torch_engine.slots import Placement, SlotTable
 from services.gpu_worker.engines.torch_engine.text_stream import TextStream
-from services.gpu_worker.errors import CONTEXT_TOO_LONG, INVALID_REQUEST, OUTPUT_NONFINITE
+from services.gpu_worker.errors import CONTEXT_TOO_LONG, INTERNAL, INVALID_REQUEST, OUTPUT_NONFINITE
+from shared.logging import get_logger
+
+log = get_logger("gpu_worker.engine")
 
 
 class EngineObserver:
@@ -47,7 +53,7 @@ class Engine:
         self.prefill_token_budget = prefill_token_budget
         self.observer = observer or EngineObserver()
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
-        self.waiting: deque[GenerationRequest] = deque()
+        self.waiting: deque[Sequence] = deque()  # accepted, sampler built, no row yet
         self.by_row: list[Sequence] = []  # running sequences, index == cache row
 
     # -- any thread ---------------------------------------------------------------------
@@ -65,7 +71,7 @@ class Engine:
         updates: list[RequestUpdate] = []
         started = time.perf_counter()
         self._drain_inbox(updates)
-        admitted = self._admit()
+        admitted = self._admit(updates)
         if admitted:
             self._prefill(admitted, updates)
         decoded = len(self.by_row)
@@ -76,7 +82,7 @@ class Engine:
 
     def abort_all(self, code: str, message: str) -> list[RequestUpdate]:
         """Fail every waiting and running request (after an unexpected error in a step)."""
-        updates = [rejected(r, code, message) for r in self.waiting]
+        updates = [rejected(s.request, code, message) for s in self.waiting]
         self.waiting.clear()
         while not self._inbox.empty():
             kind, item = self._inbox.get()
@@ -101,36 +107,48 @@ class Engine:
         if not request.prompt or len(request.prompt) >= self.runner.max_len:
             updates.append(rejected(request, CONTEXT_TOO_LONG, f"the prompt has {len(request.prompt)} tokens; "
                                                                f"this model takes at most {self.runner.max_len - 1}"))
-        elif request.max_tokens < 1:
+            return
+        if request.max_tokens < 1:
             updates.append(rejected(request, INVALID_REQUEST, "max_tokens must be at least 1"))
-        else:
-            self.waiting.append(request)
+            return
+        try:
+            sampler = RowSampler(request.sampling, self.runner.device)
+        except (ValueError, TypeError, OverflowError, RuntimeError) as exc:
+            updates.append(rejected(request, INVALID_REQUEST, f"the sampling parameters cannot be used: {exc}"))
+            return
+        self.waiting.append(Sequence(request, sampler, TextStream(self._decode, request.stop)))
 
     def _cancel(self, request_id: str, updates: list[RequestUpdate]) -> None:
-        for request in list(self.waiting):
-            if request.request_id == request_id:
-                self.waiting.remove(request)
-                updates.append(RequestUpdate(request_id, finished=True, finish_reason="cancelled",
-                                             prompt_tokens=len(request.prompt)))
+        for waiting in list(self.waiting):
+            if waiting.request_id == request_id:
+                self.waiting.remove(waiting)
+                updates.append(waiting.finished("cancelled"))
         for sequence in list(self.by_row):
             if sequence.request_id == request_id:
                 self._retire([sequence])
                 updates.append(sequence.finished("cancelled"))
 
-    def _admit(self) -> list[Sequence]:
+    def _admit(self, updates: list[RequestUpdate]) -> list[Sequence]:
         admitted: list[Sequence] = []
         budget = self.prefill_token_budget
-        for request in list(self.waiting):
+        for sequence in list(self.waiting):
+            request = sequence.request
             if len(admitted) >= self.runner.cache.free_rows or (admitted and len(request.prompt) > budget):
                 break
-            slot = self._slot_for(request)
+            try:
+                slot = self._slot_for(request)
+            except Exception as exc:
+                log.exception("adapter_placement_failed", request_id=request.request_id)
+                self.waiting.remove(sequence)
+                updates.append(rejected(request, INTERNAL, f"the adapter could not be placed: {exc}"))
+                continue
             if slot is None:
                 continue  # every slot serves a running sequence; a later request may not need one
-            self.waiting.remove(request)
+            self.waiting.remove(sequence)
             budget -= len(request.prompt)
             self.observer.admitted(time.monotonic() - request.submitted_at)
-            text = TextStream(self._decode, request.stop)
-            admitted.append(Sequence(request, RowSampler(request.sampling, self.runner.device), text, slot=slot))
+            sequence.slot = slot
+            admitted.append(sequence)
         return admitted
 
     def _slot_for(self, request: GenerationRequest) -> int | None:
@@ -141,9 +159,13 @@ class Engine:
         if placement is None:
             return None
         if placement.loaded:
-            if request.adapter is None:
-                raise ValueError(f"adapter {request.adapter_key} is not in a slot and came without weights")
-            self.bank.load(placement.slot, request.adapter)
+            try:
+                if request.adapter is None:
+                    raise ValueError(f"adapter {request.adapter_key} is not in a slot and came without weights")
+                self.bank.load(placement.slot, request.adapter)
+            except Exception:
+                self.slots.forget(request.adapter_key)  # the slot holds none of its weights: never reuse it
+                raise
         self.slots.pin(request.adapter_key)
         self.observer.adapter_placed(placement, time.perf_counter() - started)
         return placement.slot
@@ -162,20 +184,42 @@ class Engine:
 
     def _advance(self, sequences: list[Sequence], logits: torch.Tensor, updates: list[RequestUpdate]) -> None:
         finite = torch.isfinite(logits).all(dim=-1).tolist()
-        tokens = sample_rows(torch.nan_to_num(logits), [s.sampler for s in sequences], self.vocab_limit)
+        tokens = self._sample(sequences, torch.nan_to_num(logits))
         done: list[Sequence] = []
         for sequence, token, ok in zip(sequences, tokens, finite):
             if not ok:
-                updates.append(sequence.failed(OUTPUT_NONFINITE, "the model produced non-finite logits"))
-                done.append(sequence)
-                continue
-            update = self._take(sequence, token)
+                update = sequence.failed(OUTPUT_NONFINITE, "the model produced non-finite logits")
+            elif isinstance(token, Exception):
+                update = sequence.failed(INTERNAL, f"sampling this request failed: {token}")
+            else:
+                update = self._take_or_fail(sequence, token)
             if update is None:
                 continue
             updates.append(update)
             if update.finished:
                 done.append(sequence)
         self._retire(done)
+
+    def _sample(self, sequences: list[Sequence], logits: torch.Tensor) -> list[int | Exception]:
+        samplers = [s.sampler for s in sequences]
+        try:
+            return sample_rows(logits, samplers, self.vocab_limit)
+        except Exception:
+            log.exception("batch_sampling_failed", rows=len(samplers))
+            return [self._sample_one(logits[i:i + 1], sampler) for i, sampler in enumerate(samplers)]
+
+    def _sample_one(self, logits: torch.Tensor, sampler: RowSampler) -> int | Exception:
+        try:
+            return sample_rows(logits, [sampler], self.vocab_limit)[0]
+        except Exception as exc:  # noqa: BLE001 -- the caller fails this row alone
+            return exc
+
+    def _take_or_fail(self, sequence: Sequence, token: int) -> RequestUpdate | None:
+        try:
+            return self._take(sequence, token)
+        except Exception as exc:
+            log.exception("row_update_failed", request_id=sequence.request_id)
+            return sequence.failed(INTERNAL, f"the request's output could not be produced: {exc}")
 
     def _take(self, sequence: Sequence, token: int) -> RequestUpdate | None:
         sequence.tokens.append(token)

@@ -1,6 +1,7 @@
 """Choosing each row's next token: greedy at temperature 0, else temperature + nucleus (top_p), seeded per request."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -8,6 +9,8 @@ import torch
 
 # below this a temperature is greedy in all but float noise, and dividing logits by it overflows float32
 MIN_TEMPERATURE = 1e-5
+# OpenAI's `seed` is a 64-bit signed integer (torch takes -2**63 .. 2**64-1, so this range always seeds)
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -20,11 +23,28 @@ class SamplingSpec:
     def greedy(self) -> bool:
         return self.temperature < MIN_TEMPERATURE
 
+    def problem(self) -> str | None:
+        """Why this spec cannot be sampled, in words a caller can act on; None when it can."""
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            return f"temperature must be a finite number of at least 0, not {self.temperature}"
+        if not (math.isfinite(self.top_p) and 0 <= self.top_p <= 1):
+            return f"top_p must be between 0 and 1, not {self.top_p}"
+        if self.seed is not None and not SEED_MIN <= self.seed <= SEED_MAX:
+            return f"seed must be a 64-bit signed integer ({SEED_MIN} to {SEED_MAX})"
+        return None
+
 
 class RowSampler:
-    """One request's sampler; its generator makes a seeded request repeatable."""
+    """One request's sampler; its generator makes a seeded request repeatable.
+
+    Built when the engine accepts the request: a spec it cannot honour raises ValueError there,
+    so that one request is refused alone instead of failing a step every other row shares.
+    """
 
     def __init__(self, spec: SamplingSpec, device: torch.device):
+        problem = spec.problem()
+        if problem is not None:
+            raise ValueError(problem)
         self.spec = spec
         self.generator = None
         if not spec.greedy:
