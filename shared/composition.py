@@ -37,7 +37,7 @@ def build_platform(settings: Settings, source: str) -> Platform:
     from shared.bus import make_bus
     from shared.stores import make_blob_store, make_document_store
 
-    catalogue = load_catalogue()
+    catalogue = load_catalogue(settings.catalogue_file)
     documents = make_document_store(settings)
     return Platform(
         settings=settings,

@@ -80,6 +80,23 @@ class Settings(BaseSettings):
     worker_model: str = "loraserve/kimi-k2-tiny"
     worker_slots: int = 8
     worker_max_batch: int = 16
+    # torch | vllm; unset: the engine the catalogue entry names
+    worker_engine: str | None = None
+    # adapters held in CPU memory per worker (vLLM's max_cpu_loras)
+    worker_cpu_adapters: int = 32
+    # where the served model's weights are mounted; unset: the catalogue's engine.model_path (or built from its seed)
+    worker_model_path: Path | None = None
+    # the vLLM environment's interpreter `worker --engine vllm` re-executes in (deploy/ensure-vllm.sh builds it);
+    # unset: $XDG_CACHE_HOME/loraserve/vllm-current/bin/python, or this interpreter when it imports vllm
+    vllm_python: Path | None = None
+    # vLLM on a CPU host: bytes of KV cache (sized for a 24 GiB machine)
+    vllm_cpu_kv_cache_bytes: int = 2 * GiB
+
+    # the model catalogue file; unset: the packaged shared/catalogue/models.json
+    catalogue_file: Path | None = None
+    # model id -> whether this environment runs a worker pool for it, over the catalogue's `deployed` flag;
+    # a model without one ends its validations `unverified` (engine_not_deployed) after the static checks
+    deployed_models: dict[str, bool] = Field(default_factory=dict)
 
     @property
     def keys_path(self) -> Path:

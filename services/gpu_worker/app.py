@@ -76,6 +76,6 @@ def part_for(worker: Worker) -> ServicePart:
 
 def build(platform: Platform) -> ServicePart:
     entry = platform.catalogue.get(platform.settings.worker_model)
-    if entry.engine != "local" or entry.seed is None:
-        raise SystemExit(f"{entry.id} is served by the {entry.engine} engine, which this worker does not run")
+    if entry.engine.name != "torch" or entry.seed is None:
+        raise SystemExit(f"{entry.id} is served by the {entry.engine.name} engine, which this worker does not run")
     return part_for(Worker(entry, platform.bus, platform.blobs, platform.source, options_from(platform)))

@@ -5,15 +5,18 @@ Plain Python (no torch): every HTTP service loads it. `ModelEntry.shapes` derive
 """
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.catalogue.engines import EngineSpec
 from shared.catalogue.shapes import ModuleShapes
 
 DEFAULT_PATH = Path(__file__).with_name("models.json")
+CATALOGUE_FILE_ENV = "LORASERVE_CATALOGUE_FILE"
 MAX_CATALOGUE_BYTES = 4 * 1024 * 1024
 # PEFT saves keys as "base_model.model." + the module's name inside the PEFT-wrapped model
 PEFT_KEY_ROOT = "base_model.model."
@@ -61,7 +64,10 @@ class ModelEntry(BaseModel):
     owned_by: str
     max_rank: int = Field(gt=0)
     target_policy: Literal["all", "attention"] = "all"
-    engine: Literal["local", "distributed"]
+    engine: EngineSpec
+    # whether an environment runs a worker pool for it (settings' deployed_models overrides per environment);
+    # without one, validation ends `unverified` right after the static checks instead of waiting for a worker
+    deployed: bool = True
     key_prefixes: list[str] = Field(min_length=1)
     architecture: Architecture
     seed: int | None = None
@@ -111,6 +117,10 @@ class Catalogue(BaseModel):
                 return model
         raise KeyError(slug)
 
+    def is_deployed(self, model_id: str, overrides: dict[str, bool]) -> bool:
+        """Whether this environment runs a worker pool for the model (`overrides`: settings.deployed_models)."""
+        return overrides.get(model_id, self.get(model_id).deployed)
+
     def ids(self) -> list[str]:
         return [model.id for model in self.models]
 
@@ -121,9 +131,16 @@ class Catalogue(BaseModel):
         return any(model.id == model_id for model in self.models)
 
 
+def catalogue_path(path: str | Path | None = None) -> Path:
+    """`path`, else LORASERVE_CATALOGUE_FILE (the setting `catalogue_file`, read here too because the
+    model builders and generators have no Settings), else the packaged `models.json`."""
+    chosen = path or os.environ.get(CATALOGUE_FILE_ENV)
+    return Path(chosen) if chosen else DEFAULT_PATH
+
+
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
-    """Read and validate the catalogue file (the packaged `models.json` by default)."""
-    source = Path(path) if path is not None else DEFAULT_PATH
+    """Read and validate the catalogue file (see `catalogue_path`)."""
+    source = catalogue_path(path)
     with source.open("rb") as handle:
         raw = handle.read(MAX_CATALOGUE_BYTES + 1)
     if len(raw) > MAX_CATALOGUE_BYTES:

@@ -44,7 +44,7 @@ def test_every_http_service_and_a_worker_per_cpu_model_run():
     commands = {tuple(SERVICES[n].get("command", [])): n for n in loraserve_services() if not one_shot(n)}
     for service in HTTP_SERVICES:
         assert ("serve", service) in commands
-    local_models = [m for m in load_catalogue().models if m.engine == "local"]
+    local_models = [m for m in load_catalogue().models if m.engine.name == "torch"]
     for model in local_models:
         assert ("worker", "--model", model.id) in commands
         assert commands[("worker", "--model", model.id)] == f"worker-{model.slug}"

@@ -66,7 +66,7 @@ def test_pools_of_models_served_in_process_are_never_paused(rendered, overlay):
     for model in CATALOGUE.models:
         scaled = named(docs, "ScaledObject", f"worker-{model.slug}")
         annotations = scaled["metadata"].get("annotations", {})
-        if model.engine == "local":
+        if model.engine.name == "torch":
             assert not {"autoscaling.keda.sh/paused", "autoscaling.keda.sh/paused-replicas"} & set(annotations)
 
 
@@ -91,6 +91,6 @@ def test_prod_puts_gpu_pools_on_gpu_nodes(rendered):
 
 def test_cpu_pools_never_request_gpus(rendered):
     for pool in workers(rendered("prod")):
-        if CATALOGUE.by_slug(pool["metadata"]["labels"]["loraserve.io/model"]).engine == "local":
+        if CATALOGUE.by_slug(pool["metadata"]["labels"]["loraserve.io/model"]).engine.name == "torch":
             assert "nvidia.com/gpu" not in containers(pool)[0]["resources"]["limits"]
             assert not pod_spec(pool).get("tolerations")

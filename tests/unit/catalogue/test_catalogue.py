@@ -21,8 +21,11 @@ def catalogue():
 def test_both_models_are_served_with_their_limits(catalogue):
     assert catalogue.slugs() == ["kimi-k2-6", "kimi-k2-tiny"]
     kimi, tiny = catalogue.get(KIMI), catalogue.get(TINY)
-    assert (kimi.max_rank, kimi.engine, kimi.slug) == (32, "distributed", "kimi-k2-6")
-    assert (tiny.max_rank, tiny.engine, tiny.seed) == (64, "local", 1234)
+    assert (kimi.max_rank, kimi.engine.name, kimi.engine.tensor_parallel_size, kimi.slug) == (32, "vllm", 8, "kimi-k2-6")
+    assert (tiny.max_rank, tiny.engine.name, tiny.seed) == (64, "torch", 1234)
+    # no environment in this repository runs Kimi's 8-GPU pool unless its settings say so
+    assert (kimi.deployed, tiny.deployed) == (False, True)
+    assert catalogue.is_deployed(KIMI, {KIMI: True}) and not catalogue.is_deployed(TINY, {TINY: False})
     assert kimi.module_prefixes == ["language_model.model.", "model."]
     assert catalogue.by_slug("kimi-k2-tiny") is tiny
     assert TINY in catalogue and "meta/llama" not in catalogue
