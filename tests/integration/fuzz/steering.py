@@ -70,7 +70,7 @@ def plant_seeds(server: DevServer) -> Seeds:
     return seeds
 
 
-def _path_value(seeds: Seeds, method: str, path: str, name: str) -> str | None:
+def path_value(seeds: Seeds, method: str, path: str, name: str) -> str | None:
     closes = method in ("DELETE",) or path.endswith(("/cancel", "/complete"))
     if name == "file_id":
         return seeds.file("f.json", b"{}") if closes else seeds.config_file_id
@@ -105,7 +105,7 @@ def steer(case, seeds: Seeds) -> None:
         return
     method, path = case.method.upper(), case.operation.path
     for name in list(case.path_parameters or {}):
-        value = _path_value(seeds, method, path, name)
+        value = path_value(seeds, method, path, name)
         if value is not None:
             case.path_parameters[name] = value
     if isinstance(case.body, dict):
