@@ -28,6 +28,7 @@ RANK_EXCEEDS_MAX = "rank_exceeds_max"
 RANK_PATTERN_INVALID = "rank_pattern_invalid"
 RANK_PATTERN_EXCEEDS_MAX = "rank_pattern_exceeds_max"
 ALPHA_INVALID = "alpha_invalid"
+ALPHA_PATTERN_INVALID = "alpha_pattern_invalid"
 TARGET_MODULES_INVALID = "target_modules_invalid"
 TARGET_MODULE_UNKNOWN = "target_module_unknown"
 TARGET_PARAMETERS_INVALID = "target_parameters_invalid"
@@ -64,11 +65,15 @@ DESCRIPTIONS: dict[str, str] = {
     BASE_MODEL_MISMATCH: "base_model_name_or_path names another model",
     RANK_INVALID: "r is not a positive integer",
     RANK_EXCEEDS_MAX: "r is above the model's max rank",
-    RANK_PATTERN_INVALID: "rank_pattern is not a map of regexes to positive integers",
+    RANK_PATTERN_INVALID: "rank_pattern is not a map of at most 64 regexes (RE2 syntax, at most 1000 characters "
+                          "each) to positive integers",
     RANK_PATTERN_EXCEEDS_MAX: "a rank_pattern rank is above the max rank for a projection it sets "
                               "(PEFT's fused gate_up at 2r counts as r)",
-    ALPHA_INVALID: "lora_alpha or an alpha_pattern value is not a number",
-    TARGET_MODULES_INVALID: "target_modules is not a list of names, a regex or \"all-linear\"",
+    ALPHA_INVALID: "lora_alpha is not a number",
+    ALPHA_PATTERN_INVALID: "alpha_pattern is not a map of at most 64 regexes (RE2 syntax, at most 1000 characters "
+                           "each) to numbers",
+    TARGET_MODULES_INVALID: "target_modules or exclude_modules is not a list of names, a regex (RE2 syntax, at most "
+                            "1000 characters) or \"all-linear\"",
     TARGET_MODULE_UNKNOWN: "a target_modules entry names no module of the base model",
     TARGET_PARAMETERS_INVALID: "target_parameters is not a list of names",
     TARGET_PARAMETER_UNKNOWN: "a target_parameters entry names no parameter of the base model",

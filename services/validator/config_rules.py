@@ -6,14 +6,13 @@ of the weights still run and report their own problems: every problem at once.
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.validator import base_model, codes
 from services.validator.codes import Problems
 from services.validator.features import check_features
-from services.validator.regexes import UnsafePattern, compile_pattern, peft_pattern_key
 from services.validator.targeting import (
     ALL_LINEAR,
     NOTHING,
@@ -25,16 +24,15 @@ from services.validator.targeting import (
     unknown_entries,
 )
 from shared.catalogue.catalogue import ModelEntry
+from shared.patterns import MAX_PATTERN_ENTRIES, FullMatch, PatternError, PatternKeys, check_key
 
 MAX_CONFIG_BYTES = 1024 * 1024
-MAX_PATTERNS = 256
 MAX_NAMES_LISTED = 10
 
 
 @dataclass(frozen=True)
 class RankPattern:
     key: str
-    regex: re.Pattern[str]
     rank: int
 
 
@@ -43,6 +41,7 @@ class AdapterConfig:
     fields: dict[str, Any] = field(default_factory=dict)
     rank: int | None = None
     rank_patterns: list[RankPattern] | None = None  # None: rank_pattern was unreadable
+    rank_keys: PatternKeys | None = None  # matches rank_patterns' keys, in their order
     targeting: Targeting | None = None  # None: the targets were unreadable
 
     @property
@@ -51,10 +50,11 @@ class AdapterConfig:
 
     def rank_for(self, full_name: str) -> tuple[int | None, RankPattern | None]:
         """The rank PEFT gives the module or parameter `full_name`, and the pattern that set it."""
-        for pattern in self.rank_patterns or ():
-            if pattern.regex.match(full_name):
-                return pattern.rank, pattern
-        return self.rank, None
+        index = self.rank_keys.first_index(full_name) if self.rank_keys is not None else None
+        if index is None:
+            return self.rank, None
+        pattern = self.rank_patterns[index]
+        return pattern.rank, pattern
 
 
 def read_config(raw: bytes, model: ModelEntry, problems: Problems) -> AdapterConfig:
@@ -64,10 +64,10 @@ def read_config(raw: bytes, model: ModelEntry, problems: Problems) -> AdapterCon
     _check_identity(fields, model, problems)
     check_features(fields, problems)
     rank = _read_rank(fields, model, problems)
-    patterns = _read_rank_pattern(fields.get("rank_pattern"), model, problems)
+    patterns, rank_keys = _read_rank_pattern(fields.get("rank_pattern"), model, problems)
     _check_alpha(fields, problems)
     targeting = _read_targets(fields, model, problems)
-    return AdapterConfig(fields, rank, patterns, targeting)
+    return AdapterConfig(fields, rank, patterns, rank_keys, targeting)
 
 
 def _decode(raw: bytes, problems: Problems) -> dict[str, Any] | None:
@@ -120,47 +120,53 @@ def _read_rank(fields: dict[str, Any], model: ModelEntry, problems: Problems) ->
     return rank
 
 
-def _read_rank_pattern(value: Any, model: ModelEntry, problems: Problems) -> list[RankPattern] | None:
-    if value is None:
-        return []
-    if not isinstance(value, dict) or len(value) > MAX_PATTERNS:
-        problems.add(codes.RANK_PATTERN_INVALID, f"rank_pattern must be an object of at most {MAX_PATTERNS} entries")
-        return None
-    patterns, valid = [], True
-    for key, rank in value.items():
-        if not _is_int(rank) or rank < 1:
-            problems.add(codes.RANK_PATTERN_INVALID, f"rank_pattern[{key!r}] is {_short(rank)}, not a positive integer")
-            valid = False
-            continue
-        try:
-            patterns.append(RankPattern(key, peft_pattern_key(key), rank))
-        except UnsafePattern as error:
-            problems.add(codes.RANK_PATTERN_INVALID, f"rank_pattern key: {error}")
-            valid = False
-            continue
-        if rank > 2 * model.max_rank:  # above the limit of every projection, fused gate_up included
+def _read_rank_pattern(value: Any, model: ModelEntry,
+                       problems: Problems) -> tuple[list[RankPattern] | None, PatternKeys | None]:
+    keys = _read_pattern_map("rank_pattern", value, lambda rank: _is_int(rank) and rank >= 1, "a positive integer",
+                             codes.RANK_PATTERN_INVALID, problems)
+    if keys is None:
+        return None, None
+    patterns = [RankPattern(key, value[key]) for key in keys.keys]
+    for pattern in patterns:
+        if pattern.rank > 2 * model.max_rank:  # above the limit of every projection, fused gate_up included
             problems.add(codes.RANK_PATTERN_EXCEEDS_MAX,
-                         f"rank_pattern[{key!r}]={rank} is above {model.id}'s max rank {model.max_rank}")
-    return patterns if valid else None
+                         f"rank_pattern[{pattern.key!r}]={pattern.rank} is above {model.id}'s max rank {model.max_rank}")
+    return patterns, keys
 
 
 def _check_alpha(fields: dict[str, Any], problems: Problems) -> None:
     alpha = fields.get("lora_alpha")
     if alpha is not None and not _is_number(alpha):
         problems.add(codes.ALPHA_INVALID, f"lora_alpha is {_short(alpha)}, not a number")
-    pattern = fields.get("alpha_pattern")
-    if pattern is None:
-        return
-    if not isinstance(pattern, dict) or len(pattern) > MAX_PATTERNS:
-        problems.add(codes.ALPHA_INVALID, f"alpha_pattern must be an object of at most {MAX_PATTERNS} entries")
-        return
-    for key, value in pattern.items():
-        if not _is_number(value):
-            problems.add(codes.ALPHA_INVALID, f"alpha_pattern[{key!r}] is {_short(value)}, not a number")
+    _read_pattern_map("alpha_pattern", fields.get("alpha_pattern"), _is_number, "a number",
+                      codes.ALPHA_PATTERN_INVALID, problems)
+
+
+def _read_pattern_map(name: str, value: Any, value_ok: Callable[[Any], bool], wanted: str, code: str,
+                      problems: Problems) -> PatternKeys | None:
+    """A rank_pattern / alpha_pattern map: every bad key and value reported; None when any is bad."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict) or len(value) > MAX_PATTERN_ENTRIES:
+        problems.add(code, f"{name} must be an object of at most {MAX_PATTERN_ENTRIES} entries")
+        return None
+    valid = True
+    for key, entry in value.items():
+        if not value_ok(entry):
+            problems.add(code, f"{name}[{_short(key)}] is {_short(entry)}, not {wanted}")
+            valid = False
         try:
-            peft_pattern_key(key)
-        except UnsafePattern as error:
-            problems.add(codes.ALPHA_INVALID, f"alpha_pattern key: {error}")
+            check_key(key)
+        except PatternError as error:
+            problems.add(code, f"{name} key: {error}")
+            valid = False
+    if not valid:
+        return None
+    try:
+        return PatternKeys(value)
+    except PatternError as error:  # each key compiles, all of them together do not
+        problems.add(code, f"{name}: {error}")
+        return None
 
 
 # -- targets ---------------------------------------------------------------------------
@@ -184,8 +190,8 @@ def _target_modules(value: Any, model: ModelEntry, problems: Problems) -> NameMa
         if value.lower() == ALL_LINEAR:
             return NameMatcher(everything=True)
         try:
-            regex = compile_pattern(value)
-        except UnsafePattern as error:
+            regex = FullMatch(value)
+        except PatternError as error:
             problems.add(codes.TARGET_MODULES_INVALID, f"target_modules: {error}")
             return None
         if not regex_matches_any(regex, templates, model.module_prefixes):
@@ -219,8 +225,8 @@ def _exclude_modules(value: Any, problems: Problems) -> NameMatcher | None:
         return NOTHING
     if isinstance(value, str):
         try:
-            return NameMatcher(regex=compile_pattern(value))
-        except UnsafePattern as error:
+            return NameMatcher(regex=FullMatch(value))
+        except PatternError as error:
             problems.add(codes.TARGET_MODULES_INVALID, f"exclude_modules: {error}")
             return None
     if isinstance(value, list) and all(isinstance(entry, str) for entry in value):

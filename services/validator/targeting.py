@@ -3,8 +3,8 @@
 PEFT matches `target_modules` against module names inside the model it wraps
 (`model.layers.3.self_attn.q_b_proj`; under Kimi's multimodal wrapper
 `language_model.model.layers...`): a list entry matches a name equal to it or ending in
-`.` + entry, a string is a regex the whole name must match, `"all-linear"` matches every
-Linear. `target_parameters` entries match parameter names the same way
+`.` + entry, a string is a regex the whole name must match (on RE2: shared/patterns.py),
+`"all-linear"` matches every Linear. `target_parameters` entries match parameter names the same way
 (`model.layers.1.mlp.experts.gate_up_proj`, `model.layers.1.mlp.gate.weight`).
 
 Two generations of the experts layout are understood: per-expert Linears
@@ -14,10 +14,10 @@ to `gate_up_proj`, `down_proj` to `down_proj`, and `gate` to the router's `gate.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 
 from shared.catalogue.shapes import ModuleKind, ModuleShapes, NameTemplate, TargetModule
+from shared.patterns import FullMatch
 
 ALL_LINEAR = "all-linear"
 # the fused parameter -> the per-expert Linear names PEFT remaps onto it
@@ -27,7 +27,7 @@ OLD_EXPERT_NAMES = {"gate_up_proj": ("gate_proj", "up_proj"), "down_proj": ("dow
 class NameMatcher:
     """One of target_modules / exclude_modules / target_parameters, as PEFT matches it."""
 
-    def __init__(self, *, everything: bool = False, names: Iterable[str] = (), regex: re.Pattern[str] | None = None):
+    def __init__(self, *, everything: bool = False, names: Iterable[str] = (), regex: FullMatch | None = None):
         self.everything = everything
         self.names = frozenset(names)
         self.regex = regex
@@ -42,7 +42,7 @@ class NameMatcher:
         if self.everything:
             return True
         if self.regex is not None:
-            return self.regex.fullmatch(full_name) is not None
+            return self.regex.matches(full_name)
         if full_name in self.names:
             return True
         parts = full_name.split(".")
@@ -128,8 +128,8 @@ def unknown_entries(entries: Iterable[str], templates: list[NameTemplate], prefi
     ]
 
 
-def regex_matches_any(regex: re.Pattern[str], templates: list[NameTemplate], prefixes: list[str]) -> bool:
-    return any(regex.fullmatch(name) for name in _full_names(templates, prefixes))
+def regex_matches_any(regex: FullMatch, templates: list[NameTemplate], prefixes: list[str]) -> bool:
+    return any(regex.matches(name) for name in _full_names(templates, prefixes))
 
 
 def _full_names(templates: list[NameTemplate], prefixes: list[str]) -> Iterator[str]:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.gpu_worker.errors import LOAD_FAILED, Problem
+from shared.patterns import PatternError, PatternKeys
 
 # features the engine cannot apply; each is refused rather than silently ignored
 _UNSUPPORTED = {
@@ -24,12 +24,21 @@ class LoraSettings:
     rank_pattern: dict[str, int] = field(default_factory=dict)
     alpha_pattern: dict[str, float] = field(default_factory=dict)
     target_parameters: tuple[str, ...] = ()
+    # the maps' keys as PEFT matches them, on RE2 (raises PatternError for a key RE2 refuses)
+    rank_keys: PatternKeys = field(init=False, repr=False, compare=False)
+    alpha_keys: PatternKeys = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rank_keys", PatternKeys(self.rank_pattern))
+        object.__setattr__(self, "alpha_keys", PatternKeys(self.alpha_pattern))
 
     def rank_for(self, pattern_name: str) -> int:
-        return int(self.rank_pattern.get(_pattern_key(self.rank_pattern, pattern_name), self.r))
+        key = self.rank_keys.first(pattern_name)
+        return int(self.rank_pattern[key]) if key is not None else self.r
 
     def alpha_for(self, pattern_name: str) -> float:
-        return float(self.alpha_pattern.get(_pattern_key(self.alpha_pattern, pattern_name), self.lora_alpha))
+        key = self.alpha_keys.first(pattern_name)
+        return float(self.alpha_pattern[key]) if key is not None else self.lora_alpha
 
     def scaling_for(self, pattern_name: str) -> float:
         rank = self.rank_for(pattern_name)
@@ -38,17 +47,6 @@ class LoraSettings:
 
     def targets_parameter(self, param: str) -> bool:
         return any(p == param or p.endswith(f".{param}") for p in self.target_parameters)
-
-
-def _pattern_key(patterns: dict[str, Any], name: str) -> str | None:
-    """PEFT's rule: a pattern matches when it matches a dotted suffix of the module's full name."""
-    for pattern in patterns:
-        try:
-            if re.match(rf"(.*\.)?({pattern})$", name):
-                return pattern
-        except re.error:
-            continue
-    return None
 
 
 def parse_settings(config: dict[str, Any]) -> tuple[LoraSettings | None, list[Problem]]:
@@ -67,6 +65,8 @@ def parse_settings(config: dict[str, Any]) -> tuple[LoraSettings | None, list[Pr
     alpha_pattern = config.get("alpha_pattern") or {}
     if not isinstance(rank_pattern, dict) or not isinstance(alpha_pattern, dict):
         problems.append(Problem(LOAD_FAILED, "rank_pattern and alpha_pattern must be objects"))
+    else:
+        problems += _pattern_problems("rank_pattern", rank_pattern) + _pattern_problems("alpha_pattern", alpha_pattern)
     target_parameters = config.get("target_parameters") or []
     if not isinstance(target_parameters, list) or not all(isinstance(p, str) for p in target_parameters):
         problems.append(Problem(LOAD_FAILED, "target_parameters must be a list of strings"))
@@ -81,3 +81,12 @@ def parse_settings(config: dict[str, Any]) -> tuple[LoraSettings | None, list[Pr
         target_parameters=tuple(target_parameters),
     )
     return settings, []
+
+
+def _pattern_problems(name: str, patterns: dict[str, Any]) -> list[Problem]:
+    """A pending LoRA is servable before the validator has looked at it: its keys are checked here too."""
+    try:
+        PatternKeys(patterns)
+    except PatternError as error:
+        return [Problem(LOAD_FAILED, f"{name}: {error}")]
+    return []
