@@ -5,6 +5,11 @@ tensor names to `{dtype, shape, data_offsets}`, plus an optional `__metadata__` 
 then the data buffer. Only the first 8 + N bytes are ever read; `read_header` takes a ranged
 reader so a 40 GB adapter costs two reads of the header's own size. Every problem is reported with its own code
 (the validator's result codes); per-tensor problems are all collected, not just the first.
+
+What parsing may cost is bounded by `HeaderLimits` (a caller derives them from the model the
+adapter is for): N, and, before `json.loads` builds anything, the entries, the JSON values and the
+nesting. Parsed JSON takes ~5x its bytes on average but up to ~30x for `{}` or `[]` (a 50 MiB header
+of empty entries took 1.2 GiB), so the byte cap alone bounds nothing useful.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 LENGTH_BYTES = 8
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference parser's cap
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference parser's cap: a ceiling over every model's own
 PREFIX_BYTES = LENGTH_BYTES + 1  # the length and the first byte of the JSON, which must be "{"
 MAX_TENSOR_RANK = 16
 MAX_DIMENSION = 1 << 62
@@ -91,6 +96,40 @@ class SafetensorsHeader:
             self.problems_omitted += 1
 
 
+# -- what one header may cost -----------------------------------------------------------------
+# `"<name>":{"dtype":"<up to 11>","shape":[<2 dims>],"data_offsets":[<2 offsets>]},` is at most 138 bytes
+# besides the name with 20-digit numbers (a LoRA tensor is 2-D); 160 leaves room for spacing
+ENTRY_BYTES_BESIDES_NAME = 160
+VALUES_PER_ENTRY = 16  # a 2-D tensor's entry is 12 JSON values: its key, 3 fields and their keys, 2 dims, 2 offsets
+STRINGS_PER_ENTRY = 6  # ... 5 of them strings: its key, the 3 field names and the dtype
+METADATA_BYTES = 1 << 20  # __metadata__ (PEFT writes {"format": "pt"}) may add this much
+METADATA_VALUES = 4096  # ... and this many values (and strings): 2048 string pairs
+MAX_DEPTH = 3  # the header's object, an entry's object, a shape or data_offsets list
+
+
+@dataclass(frozen=True)
+class HeaderLimits:
+    """What one header may hold; `of` names whose limits they are, for messages."""
+
+    max_bytes: int
+    max_entries: int  # tensors, and __metadata__
+    max_values: int  # JSON values: what `json.loads` makes an object of, give or take the small ints
+    max_strings: int  # of those, strings (the largest objects per byte of JSON)
+    max_depth: int = MAX_DEPTH
+    of: str = "a safetensors header"
+
+    @classmethod
+    def for_adapter(cls, tensors: int, longest_name: int, of: str) -> HeaderLimits:
+        """The limits of an adapter of at most `tensors` tensors, none named longer than `longest_name`."""
+        size = tensors * (longest_name + ENTRY_BYTES_BESIDES_NAME) + METADATA_BYTES
+        return cls(max_bytes=min(size, MAX_HEADER_BYTES), max_entries=tensors + 1,
+                   max_values=tensors * VALUES_PER_ENTRY + METADATA_VALUES,
+                   max_strings=tensors * STRINGS_PER_ENTRY + METADATA_VALUES, of=of)
+
+
+DEFAULT_LIMITS = HeaderLimits.for_adapter(tensors=1 << 18, longest_name=128, of="a safetensors header")
+
+
 class _Failed(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -98,7 +137,7 @@ class _Failed(Exception):
 
 
 # -- the 8-byte prefix --------------------------------------------------------------
-def header_length(prefix: bytes, file_size: int, max_header_bytes: int = MAX_HEADER_BYTES) -> int:
+def header_length(prefix: bytes, file_size: int, limits: HeaderLimits = DEFAULT_LIMITS) -> int:
     """The declared header length, after checking it against the file and the cap.
 
     `prefix` is the start of the file (at least 9 bytes when the file has them). Raises
@@ -108,10 +147,11 @@ def header_length(prefix: bytes, file_size: int, max_header_bytes: int = MAX_HEA
         raise _Failed(HEADER_TRUNCATED, f"file of {file_size} bytes is too short for a safetensors header")
     (length,) = struct.unpack("<Q", prefix[:LENGTH_BYTES])
     looks_like_json = prefix[LENGTH_BYTES:LENGTH_BYTES + 1] == b"{"
-    if not looks_like_json or length > max_header_bytes or LENGTH_BYTES + length > file_size:
+    if not looks_like_json or length > limits.max_bytes or LENGTH_BYTES + length > file_size:
         _raise_foreign_format(prefix)
-    if length > max_header_bytes:
-        raise _Failed(HEADER_TOO_LARGE, f"header of {length} bytes exceeds the cap of {max_header_bytes}")
+    if length > limits.max_bytes:
+        raise _Failed(HEADER_TOO_LARGE, f"header of {length} bytes is over the {limits.max_bytes} bytes "
+                      f"{limits.of} can need")
     if LENGTH_BYTES + length > file_size:
         raise _Failed(HEADER_TRUNCATED,
                       f"header declares {length} bytes but the file has {file_size - LENGTH_BYTES} after the length")
@@ -128,13 +168,69 @@ def _raise_foreign_format(prefix: bytes) -> None:
 
 
 # -- the JSON header ------------------------------------------------------------------
-def parse_header(raw: bytes, file_size: int) -> SafetensorsHeader:
+def parse_header(raw: bytes, file_size: int, limits: HeaderLimits = DEFAULT_LIMITS) -> SafetensorsHeader:
     """Parse the N header bytes (without the 8-byte length) of a file of `file_size` bytes."""
-    text = decode_utf8(raw)
-    return from_document(load_json(text) if isinstance(text, str) else text, len(raw), file_size)
+    problem = check_structure(raw, limits)
+    text = problem or decode_utf8(raw)
+    return from_document(load_json(text) if isinstance(text, str) else text, len(raw), file_size, limits)
 
 
-# parse_header in three steps, for a caller that lets each input go once the next is built (20 MB each)
+# parse_header in four steps, for a caller that lets each input go once the next is built (20 MB each)
+def check_structure(raw: bytes, limits: HeaderLimits) -> HeaderProblem | None:
+    """Bounds what `json.loads(raw)` would build, before it builds anything: objects (entries), JSON
+    values, strings and nesting, from the JSON punctuation in `raw`. Counting over all of it takes a
+    few ms per MB; a comma, bracket or escaped quote inside a string counts too, so only when a limit
+    is passed are the strings cut out and the punctuation counted again (slower, exact)."""
+    if _structure_problem(*_punctuation_anywhere(raw), limits) is None:
+        return None
+    return _structure_problem(*_punctuation_outside_strings(raw), limits)
+
+
+_PUNCTUATION = b',:{}[]"'
+_NOT_PUNCTUATION = bytes(sorted(set(range(256)) - set(_PUNCTUATION)))
+_BRACKETS_AS_PARENS = bytes.maketrans(b"{}[]", b"()()")
+_SCAN_CHUNK = 1 << 16  # bytes split at a time: a chunk's pieces are all the memory the exact count takes
+
+
+def _structure_problem(punctuation: bytes, strings: int, limits: HeaderLimits) -> HeaderProblem | None:
+    """`punctuation`: the , : { } [ ] of the header outside its strings, in order."""
+    objects = punctuation.count(b"{")  # the header's own, then one per entry that is an object
+    if objects > limits.max_entries + 1:
+        return HeaderProblem(HEADER_TOO_LARGE, f"header has over {limits.max_entries} entries, more than "
+                             f"{limits.of} can have")
+    values = len(punctuation) - punctuation.count(b"}") - punctuation.count(b"]")  # each , : { [ opens one
+    if values > limits.max_values:
+        return HeaderProblem(HEADER_TOO_LARGE, f"header holds over {limits.max_values} JSON values, more than "
+                             f"{limits.of} can hold")
+    if strings > limits.max_strings:
+        return HeaderProblem(HEADER_TOO_LARGE, f"header holds over {limits.max_strings} strings, more than "
+                             f"{limits.of} can hold")
+    brackets = punctuation.translate(_BRACKETS_AS_PARENS, b",:")
+    for _ in range(limits.max_depth):  # each round takes away the innermost level
+        brackets = brackets.replace(b"()", b"")
+    if brackets:
+        return HeaderProblem(HEADER_NOT_JSON, f"header nests deeper than {limits.max_depth} levels, or its brackets "
+                             "do not pair up: a safetensors header is a flat map of tensor entries")
+    return None
+
+
+def _punctuation_anywhere(raw: bytes) -> tuple[bytes, int]:
+    punctuation = raw.translate(None, _NOT_PUNCTUATION)
+    return punctuation.replace(b'"', b""), punctuation.count(b'"') // 2
+
+
+def _punctuation_outside_strings(raw: bytes) -> tuple[bytes, int]:
+    # escapes pair up from the left as JSON reads them: escaped backslashes first, then escaped quotes;
+    # then every quote left opens or closes a string
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    found, in_string = [], False
+    for begin in range(0, len(unescaped), _SCAN_CHUNK):
+        pieces = unescaped[begin:begin + _SCAN_CHUNK].split(b'"')  # alternately outside and inside strings
+        found.append(b"".join(pieces[in_string::2]).translate(None, _NOT_PUNCTUATION))
+        in_string ^= len(pieces) % 2 == 0  # an odd number of quotes in the chunk
+    return b"".join(found), unescaped.count(b'"') // 2
+
+
 def decode_utf8(raw: bytes) -> str | HeaderProblem:
     try:
         return raw.decode("utf-8")
@@ -154,11 +250,16 @@ def load_json(text: str) -> dict | HeaderProblem:
     return document
 
 
-def from_document(document: dict | HeaderProblem, header_length: int, file_size: int) -> SafetensorsHeader:
+def from_document(document: dict | HeaderProblem, header_length: int, file_size: int,
+                  limits: HeaderLimits = DEFAULT_LIMITS) -> SafetensorsHeader:
     """The header from its parsed JSON, which this empties (its entries are freed as they are read)."""
     result = SafetensorsHeader(header_length=header_length)
     if isinstance(document, HeaderProblem):
         result.problems.append(document)
+        return result
+    if len(document) > limits.max_entries:  # entries that are not objects pass `check_structure`'s count
+        result.add(HEADER_TOO_LARGE, f"header has {len(document)} entries, more than the {limits.max_entries} "
+                   f"{limits.of} can have")
         return result
     _read_metadata(document.pop(METADATA_KEY, None), result)
     # entries without a TensorEntry whose data_offsets are readable still take part in the layout check
@@ -283,40 +384,56 @@ def _short(value: object) -> str:
 RangeReader = Callable[[int, int], Awaitable[bytes]]
 
 
-async def fetch_header_bytes(read_range: RangeReader, file_size: int,
-                             max_header_bytes: int = MAX_HEADER_BYTES) -> bytes | HeaderProblem:
-    """The N header bytes of a `file_size`-byte file read through `read_range(offset, length)`,
-    or the problem that stops them being read. Two reads, 9 + N bytes in all (N within the cap):
-    the length and the first byte of the JSON, then the rest of the header; never the data."""
+class HeaderStart(NamedTuple):
+    length: int  # N, within the limits and the file
+    prefix: bytes  # the first bytes read: the length and the header's first byte
+
+
+async def fetch_header_start(read_range: RangeReader, file_size: int,
+                             limits: HeaderLimits = DEFAULT_LIMITS) -> HeaderStart | HeaderProblem:
+    """The header's declared length, checked against the file and the limits, from one read of 9 bytes."""
     prefix = await read_range(0, min(file_size, PREFIX_BYTES))
     try:
-        length = header_length(prefix, file_size, max_header_bytes)
+        return HeaderStart(header_length(prefix, file_size, limits), prefix)
     except _Failed as failed:
         return failed.problem
-    rest = await read_range(PREFIX_BYTES, length - 1) if length > 1 else b""
-    raw = prefix[LENGTH_BYTES:] + rest
-    if len(raw) != length:
+
+
+async def fetch_header_body(read_range: RangeReader, start: HeaderStart) -> bytes | HeaderProblem:
+    """The N header bytes, the first of them from `start`: one more read, never the data."""
+    rest = await read_range(PREFIX_BYTES, start.length - 1) if start.length > 1 else b""
+    raw = start.prefix[LENGTH_BYTES:] + rest
+    if len(raw) != start.length:
         return HeaderProblem(HEADER_TRUNCATED, "the header could not be read whole")
     return raw
 
 
+async def fetch_header_bytes(read_range: RangeReader, file_size: int,
+                             limits: HeaderLimits = DEFAULT_LIMITS) -> bytes | HeaderProblem:
+    """The N header bytes of a `file_size`-byte file read through `read_range(offset, length)`,
+    or the problem that stops them being read. Two reads, 9 + N bytes in all (N within the limits):
+    the length and the first byte of the JSON, then the rest of the header; never the data."""
+    start = await fetch_header_start(read_range, file_size, limits)
+    return start if isinstance(start, HeaderProblem) else await fetch_header_body(read_range, start)
+
+
 async def read_header(read_range: RangeReader, file_size: int,
-                      max_header_bytes: int = MAX_HEADER_BYTES) -> SafetensorsHeader:
+                      limits: HeaderLimits = DEFAULT_LIMITS) -> SafetensorsHeader:
     """Read and parse a header (parsing a large one takes CPU: see `fetch_header_bytes`)."""
-    raw = await fetch_header_bytes(read_range, file_size, max_header_bytes)
-    return parse_fetched(raw, file_size)
+    raw = await fetch_header_bytes(read_range, file_size, limits)
+    return parse_fetched(raw, file_size, limits)
 
 
-def parse_fetched(raw: bytes | HeaderProblem, file_size: int) -> SafetensorsHeader:
+def parse_fetched(raw: bytes | HeaderProblem, file_size: int, limits: HeaderLimits = DEFAULT_LIMITS) -> SafetensorsHeader:
     if isinstance(raw, HeaderProblem):
         return SafetensorsHeader(problems=[raw])
-    return parse_header(raw, file_size)
+    return parse_header(raw, file_size, limits)
 
 
-def parse_bytes(data: bytes, max_header_bytes: int = MAX_HEADER_BYTES) -> SafetensorsHeader:
+def parse_bytes(data: bytes, limits: HeaderLimits = DEFAULT_LIMITS) -> SafetensorsHeader:
     """Parse the header of a whole safetensors file held in memory (tests, small files)."""
     try:
-        length = header_length(data[:LENGTH_BYTES + 1], len(data), max_header_bytes)
+        length = header_length(data[:LENGTH_BYTES + 1], len(data), limits)
     except _Failed as failed:
         return SafetensorsHeader(problems=[failed.problem])
-    return parse_header(data[LENGTH_BYTES:LENGTH_BYTES + length], len(data))
+    return parse_header(data[LENGTH_BYTES:LENGTH_BYTES + length], len(data), limits)

@@ -84,11 +84,13 @@ DESCRIPTIONS: dict[str, str] = {
     BIAS_UNSUPPORTED: 'bias other than "none" (trained base biases) is not supported',
     FEATURE_UNSUPPORTED: "another PEFT feature the serving runtime does not support is enabled",
     st.HEADER_TRUNCATED: "the weights file ends inside its safetensors header",
-    st.HEADER_TOO_LARGE: "the safetensors header is larger than 100 MiB",
+    st.HEADER_TOO_LARGE: "the safetensors header is larger, or holds more entries, JSON values or strings, than the "
+                         "model's largest adapter needs (from the catalogue: for Kimi-K2.6 37.5 MB)",
     st.WEIGHTS_ZIP: "the weights file is a zip archive (torch.save), not safetensors",
     st.WEIGHTS_PICKLE: "the weights file is a pickle, not safetensors",
     st.HEADER_NOT_UTF8: "the safetensors header is not UTF-8",
-    st.HEADER_NOT_JSON: "the safetensors header is not a JSON object (or does not start with '{')",
+    st.HEADER_NOT_JSON: "the safetensors header is not a JSON object (or does not start with '{'), or nests deeper "
+                        "than a safetensors header's 3 levels",
     st.TENSOR_ENTRY_INVALID: "a tensor entry lacks a valid shape or data_offsets",
     st.DTYPE_UNKNOWN: "a tensor has a dtype safetensors does not define",
     st.TENSOR_SIZE_MISMATCH: "a tensor's data_offsets do not span shape x dtype size bytes",

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
 from services.validator import codes, metrics
 from services.validator.codes import Problems
 from services.validator.gc_pause import cyclic_gc_paused
-from services.validator.reading import FetchedHeader, MissingBlob, read_config_bytes, read_weights_header
+from services.validator.reading import (
+    LARGE_HEADERS_AT_ONCE,
+    FetchedHeader,
+    MissingBlob,
+    header_limits,
+    read_config_bytes,
+    weights_header,
+)
 from services.validator.validate import validate_adapter
 from shared.bus.base import Bus, DeadLetter, Delivery
 from shared.catalogue.catalogue import Catalogue, ModelEntry
@@ -39,6 +46,8 @@ class Validator:
     blobs: BlobStore
     catalogue: Catalogue
     source: str
+    # slots for large headers: each is held from reading one until its validation ends
+    large_headers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LARGE_HEADERS_AT_ONCE))
 
 
 async def validate_job(validator: Validator, job: ValidateAdapter) -> Problems:
@@ -51,12 +60,13 @@ async def validate_job(validator: Validator, job: ValidateAdapter) -> Problems:
         return problems
     try:
         config_bytes = await read_config_bytes(validator.blobs, job.adapter.config_object_key)
-        fetched = await read_weights_header(validator.blobs, job.adapter.weights_object_key)
+        async with weights_header(validator.blobs, job.adapter.weights_object_key, header_limits(model),
+                                  validator.large_headers) as fetched:
+            # parsing a 20 MB header and checking 140 thousand tensors is CPU work: keep the loop free
+            return await asyncio.to_thread(_validate_fetched, config_bytes, fetched, model)
     except MissingBlob as missing:
         problems.add(missing.code, str(missing))
         return problems
-    # parsing a 20 MB header and checking 140 thousand tensors is CPU work: keep the loop free
-    return await asyncio.to_thread(_validate_fetched, config_bytes, fetched, model)
 
 
 def _validate_fetched(config_bytes: bytes, fetched: FetchedHeader, model: ModelEntry) -> Problems:

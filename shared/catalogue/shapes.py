@@ -269,5 +269,15 @@ class ModuleShapes:
         return total
 
 
+def longest_path_chars(shapes: ModuleShapes) -> int:
+    """Characters in the longest module or parameter path, at each family's largest indices."""
+    return max(_path_chars(family.template.tokens) for family in shapes.families)
+
+
+def _path_chars(tokens: tuple[Token, ...]) -> int:
+    parts = [len(token) if isinstance(token, str) else len(str(max(token.stop - 1, 0))) for token in tokens]
+    return sum(parts) + len(parts) - 1  # and the dots between them
+
+
 def _linear(tokens: tuple[Token, ...], group: Group, shape: tuple[int, int]) -> Family:
     return Family(NameTemplate(tokens), ModuleKind.LINEAR, group, shape)

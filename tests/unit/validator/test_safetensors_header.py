@@ -101,6 +101,7 @@ def test_declared_header_over_the_cap_is_not_read():
 
 HEADER_CODES = {code for code in DESCRIPTIONS if code in vars(sh).values()}
 SMALL_CAP = 4096
+SMALL_LIMITS = sh.HeaderLimits(max_bytes=SMALL_CAP, max_entries=64, max_values=1024, max_strings=512)
 values = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
                                                                                    max_size=4), max_leaves=12)
@@ -117,10 +118,10 @@ headers = st.dictionaries(st.text(max_size=12), entries | values, max_size=8)
        declared=st.integers(0, 2**63))
 def test_fuzzed_files_never_crash_and_read_within_the_cap(data, extra, declared):
     for blob in (data, data + bytes(extra), struct.pack("<Q", declared) + data[8:]):
-        header = sh.parse_bytes(blob, max_header_bytes=SMALL_CAP)
+        header = sh.parse_bytes(blob, limits=SMALL_LIMITS)
         assert {p.code for p in header.problems} <= HEADER_CODES
         reader = CountingReader(blob, len(blob) + extra)
-        fetched = asyncio.run(sh.read_header(reader, len(blob) + extra, max_header_bytes=SMALL_CAP))
+        fetched = asyncio.run(sh.read_header(reader, len(blob) + extra, limits=SMALL_LIMITS))
         assert {p.code for p in fetched.problems} <= HEADER_CODES
         assert len(reader.reads) <= 2 and sum(n for _, n in reader.reads) <= sh.PREFIX_BYTES + SMALL_CAP
 
