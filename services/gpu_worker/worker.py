@@ -1,7 +1,7 @@
-"""The worker's runtime state for one base model: the engine and its loop, the adapter caches, cancels.
+"""The worker's runtime state for one base model: its engine (torch or vLLM), the adapter caches, cancels.
 
-Nothing connects or loads at construction; `start()` builds the model (off the event loop)
-and starts the engine loop, `stop()` undoes it.
+Nothing connects or loads at construction; `start()` starts the engine (the model loads off the
+event loop), `stop()` undoes it. The jobs talk to the engine only through this object.
 """
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.gpu_worker.adapters.adapter_cache import AdapterCache, adapter_key
-from services.gpu_worker.adapters.adapter_files import load_adapter
-from services.gpu_worker.adapters.adapter_weights import AdapterWeights
 from services.gpu_worker.adapters.disk_cache import DiskCache
-from services.gpu_worker.engines.torch_engine.engine_loop import EngineLoop
-from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, ModelHost, load_host
+from services.gpu_worker.engines.base import PreparedAdapter, ServingEngine
+from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
 from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate
 from services.gpu_worker.jobs.cancels import CancelBook
@@ -43,12 +41,18 @@ class WorkerOptions:
 
 
 class Worker:
-    def __init__(self, entry: ModelEntry, bus: Bus, blobs: BlobStore, source: str, options: WorkerOptions):
+    def __init__(self, entry: ModelEntry, bus: Bus, blobs: BlobStore, source: str, options: WorkerOptions,
+                 engine: ServingEngine | None = None):
         self.entry, self.bus, self.blobs, self.source, self.options = entry, bus, blobs, source, options
         self.cancels = CancelBook()
-        self.host: ModelHost | None = None
-        self.loop: EngineLoop | None = None
+        self.engine = engine or self._torch_engine()
         self.adapters: AdapterCache | None = None
+
+    def _torch_engine(self) -> ServingEngine:
+        from services.gpu_worker.engines.torch_engine.serving import TorchEngine
+
+        observer = PrometheusObserver(self.entry.id, lambda: self.engine.slots_in_use)
+        return TorchEngine(self.entry, self.options.engine, observer)
 
     @property
     def slug(self) -> str:
@@ -56,37 +60,32 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        observer = PrometheusObserver(self.entry.id, lambda: self.host.engine.slots.in_use if self.host else 0)
-        self.host = await asyncio.to_thread(load_host, self.entry, self.options.engine, observer)
-        self.loop = EngineLoop(self.host.engine)
-        self.loop.start()
+        await self.engine.start()
         disk = DiskCache(self.blobs, self.options.cache_dir / self.slug, self.options.disk_cache_bytes,
                          on_fetch=record_tier(self.entry.id, "disk"))
         self.adapters = AdapterCache(disk, self._read_adapter, self.options.cpu_cache_bytes,
                                      on_load=record_tier(self.entry.id, "cpu"))
-        log.info("worker_model_loaded", model=self.entry.id, slots=self.options.engine.num_slots,
-                 max_batch=self.options.engine.max_batch, strategy=self.options.engine.strategy)
+        log.info("worker_model_loaded", model=self.entry.id, engine=self.engine.name,
+                 slots=self.options.engine.num_slots, max_batch=self.options.engine.max_batch)
 
     async def stop(self) -> None:
-        if self.loop is not None:
-            await self.loop.stop()
+        await self.engine.stop()
 
     async def ready(self) -> bool:
-        return self.host is not None and self.loop is not None and self.loop.running
+        return self.adapters is not None and self.engine.running
 
-    def _read_adapter(self, config_path: Path, weights_path: Path) -> AdapterWeights:
-        return load_adapter(config_path, weights_path, self.host.targets, self.host.key_prefixes,
-                            self.entry.max_rank, self.options.max_adapter_bytes)
+    def _read_adapter(self, key: str, config_path: Path, weights_path: Path) -> PreparedAdapter:
+        return self.engine.read_adapter(key, config_path, weights_path, self.options.max_adapter_bytes)
 
     # -- work -----------------------------------------------------------------------
-    async def adapter(self, ref: AdapterRef | None) -> AdapterWeights | None:
+    async def adapter(self, ref: AdapterRef | None) -> PreparedAdapter | None:
         return None if ref is None else await self.adapters.get(ref)
 
     async def request(self, response_id: str, messages: list[ChatMessage], sampling: SamplingParams,
-                      ref: AdapterRef | None, weights: AdapterWeights | None) -> GenerationRequest:
+                      ref: AdapterRef | None, weights: PreparedAdapter | None) -> GenerationRequest:
         # a long prompt takes seconds to tokenize (4 MB: ~6 s): on a thread (the tokenizer releases the GIL)
         # the event loop keeps serving health checks, cancels and every other request meanwhile
-        prompt = await asyncio.to_thread(self.host.chat_prompt, [m.model_dump() for m in messages])
+        prompt = await asyncio.to_thread(self.engine.chat_prompt, [m.model_dump() for m in messages])
         return GenerationRequest(
             request_id=f"{response_id}#{uuid.uuid4().hex[:12]}", prompt=prompt, max_tokens=sampling.max_tokens,
             sampling=SamplingSpec(sampling.temperature, sampling.top_p, sampling.seed), stop=list(sampling.stop),
@@ -101,14 +100,14 @@ class Worker:
             return
         self.cancels.track(response_id, request.request_id)
         try:
-            async for update in self.loop.generate(request):
+            async for update in self.engine.generate(request):
                 yield update
         finally:
             self.cancels.untrack(response_id, request.request_id)
 
     def cancel(self, response_id: str) -> None:
         for request_id in self.cancels.cancel(response_id):
-            self.loop.cancel(request_id)
+            self.engine.cancel(request_id)
 
     async def publish(self, message: Message) -> None:
         await self.bus.publish(message, source=self.source, correlation_id=correlation_id.get())

@@ -18,7 +18,8 @@ from services.gpu_worker.errors import LOAD_FAILED, AdapterRejected, Problem
 from shared.contracts.messages import AdapterRef
 from shared.stores.blobs import BlobNotFound
 
-Loader = Callable[[Path, Path], AdapterWeights]  # (config path, weights path) -> checked weights
+# (adapter key, config path, weights path) -> the adapter checked and in its engine's form (has `nbytes`)
+Loader = Callable[[str, Path, Path], AdapterWeights]
 
 
 def adapter_key(ref: AdapterRef) -> str:
@@ -55,7 +56,7 @@ class AdapterCache:
         try:
             async with self.disk.lease(ref.config_object_key) as config_path, \
                     self.disk.lease(ref.weights_object_key) as weights_path:
-                weights = await asyncio.to_thread(self.loader, config_path, weights_path)
+                weights = await asyncio.to_thread(self.loader, key, config_path, weights_path)
         except BlobNotFound as exc:
             raise AdapterRejected([Problem(LOAD_FAILED, f"adapter file missing from the blob store: {exc}")]) from exc
         self._on_load(False, time.perf_counter() - started)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.gpu_worker.engines.torch_engine.engine_loop import WorkerStopping
+from services.gpu_worker.engines.base import WorkerStopping
 from services.gpu_worker.engines.torch_engine.sequence import RequestUpdate
 from services.gpu_worker.errors import DEADLINE_EXCEEDED, INVALID_REQUEST, WORKER_LOST, AdapterRejected
 from services.gpu_worker.jobs.job_parsing import parse_pool_job

@@ -38,7 +38,7 @@ async def test_a_seed_past_64_bits_fails_only_its_own_request(platform):
 
 def fail_decode(worker, times):
     """An engine step that raises (e.g. a device error) the next `times` decodes."""
-    runner = worker.host.engine.runner
+    runner = worker.engine.host.engine.runner
     decode, left = runner.decode, [times]
 
     def failing(*args, **kwargs):

@@ -148,6 +148,6 @@ async def test_a_worker_stopping_mid_stream_ends_the_stream_with_an_error(platfo
     long_job = job("resp_stop", stream=True, sampling=SamplingParams(max_tokens=330, temperature=1.0, seed=3))
     stream = await bus.request(long_job, source=SOURCE)
     assert (await stream.next(timeout=20)).type == ResponseDelta.TYPE
-    await worker.loop.stop(drain_seconds=0)
+    await worker.engine.loop.stop(drain_seconds=0)
     final = (await replies_of(stream))[-1]
     assert isinstance(final, ResponseErrored) and final.code == "stream_interrupted"

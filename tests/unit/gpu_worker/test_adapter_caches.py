@@ -42,7 +42,7 @@ async def stored_adapter(blobs, directory, name) -> AdapterRef:
                       config_object_key=f"{name}/config", weights_object_key=f"{name}/weights")
 
 
-def reader(config_path, weights_path):
+def reader(key, config_path, weights_path):
     return load_adapter(config_path, weights_path, TARGETS, [PREFIX], 64, 1 << 30)
 
 

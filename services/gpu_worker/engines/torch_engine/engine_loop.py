@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+from services.gpu_worker.engines.base import WorkerStopping
 from services.gpu_worker.engines.torch_engine.engine import Engine
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate
 from services.gpu_worker.errors import INTERNAL
@@ -17,10 +18,6 @@ from shared.logging import get_logger
 log = get_logger("gpu_worker.engine_loop")
 _STOPPED = object()
 DRAIN_POLL_SECONDS = 0.05
-
-
-class WorkerStopping(Exception):
-    """The engine stopped before the request finished; the job goes back to its queue."""
 
 
 class EngineLoop:
