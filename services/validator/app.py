@@ -7,7 +7,8 @@ from shared.platform import Platform, ServicePart
 
 
 def validator_from(platform: Platform) -> Validator:
-    return Validator(bus=platform.bus, blobs=platform.blobs, catalogue=platform.catalogue, source=platform.source)
+    return Validator(bus=platform.bus, blobs=platform.blobs, catalogue=platform.catalogue, source=platform.source,
+                     deployed_models=platform.settings.deployed_models)
 
 
 def consumer_ctx(validator: Validator):

@@ -24,6 +24,7 @@ from services.validator.keys import (
     resolve_module,
 )
 from shared.catalogue.catalogue import PEFT_KEY_ROOT, ModelEntry
+from shared.catalogue.engines import capabilities
 from shared.catalogue.shapes import Group, ModuleKind, TargetModule
 from shared.safetensors_header import SafetensorsHeader, TensorEntry
 
@@ -54,6 +55,20 @@ def check_weights(header: SafetensorsHeader, config: AdapterConfig, model: Model
     module_prefixes = {prefix: prefix.removeprefix(PEFT_KEY_ROOT) for prefix in model.key_prefixes}
     for entry in adapted:
         _check_module(entry, config, model, problems, flagged_patterns, module_prefixes)
+    _check_engine(adapted, model, problems)
+
+
+def _check_engine(adapted: list[AdaptedModule], model: ModelEntry, problems: Problems) -> None:
+    """Every module the engine serving the model would not apply, grouped by reason (one line each)."""
+    engine = capabilities(model.engine)
+    unapplied: dict[str, list[str]] = {}
+    for entry in adapted:
+        reason = engine.unapplied_reason(entry.module.group, entry.module.projection)
+        if reason is not None:
+            unapplied.setdefault(reason, []).append(entry.full_name)
+    for reason, names in unapplied.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        problems.add(codes.MODULE_UNSUPPORTED_BY_ENGINE, f"{model.id} is served by {engine.name}: {reason} ({shown})")
 
 
 # a pair: [the first of its tensor names, that tensor's part, lora_A, lora_B]

@@ -50,6 +50,9 @@ LORA_PAIR_INCOMPLETE = "lora_pair_incomplete"
 SHAPE_MISMATCH = "shape_mismatch"
 RANK_MISMATCH = "rank_mismatch"
 ADAPTER_EMPTY = "adapter_empty"
+# against the engine that serves the model
+MODULE_UNSUPPORTED_BY_ENGINE = "module_unsupported_by_engine"
+ENGINE_NOT_DEPLOYED = "engine_not_deployed"
 
 DESCRIPTIONS: dict[str, str] = {
     MODEL_UNKNOWN: "the job names a model that is not in the catalogue",
@@ -107,6 +110,10 @@ DESCRIPTIONS: dict[str, str] = {
     SHAPE_MISMATCH: "lora_A is not [r, in] or lora_B not [out, r] for its module",
     RANK_MISMATCH: "a module's rank differs from the one the config gives it",
     ADAPTER_EMPTY: "the weights hold no LoRA tensor: the adapter would change nothing",
+    MODULE_UNSUPPORTED_BY_ENGINE: "the engine that serves the model applies no LoRA to these modules (e.g. vLLM: "
+                                  "`kv_b_proj` under MLA, the MoE router): refused rather than served partly applied",
+    ENGINE_NOT_DEPLOYED: "(`unverified`) statically valid, but this environment runs no worker pool for the model "
+                         "(`deployed` in the catalogue, LORASERVE_DEPLOYED_MODELS), so nothing could run it",
 }
 
 MAX_LISTED = 25

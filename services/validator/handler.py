@@ -29,6 +29,7 @@ from shared.bus.base import Bus, DeadLetter, Delivery
 from shared.catalogue.catalogue import Catalogue, ModelEntry
 from shared.contracts.messages import (
     SEQ_RUNNING,
+    SEQ_UNVERIFIED,
     SEQ_VALIDATOR_FAILED,
     RunGpuValidation,
     ValidateAdapter,
@@ -46,6 +47,8 @@ class Validator:
     blobs: BlobStore
     catalogue: Catalogue
     source: str
+    # settings.deployed_models: which models this environment runs a worker pool for, over the catalogue's flag
+    deployed_models: dict[str, bool] = field(default_factory=dict)
     # slots for large headers: each is held from reading one until its validation ends
     large_headers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LARGE_HEADERS_AT_ONCE))
 
@@ -84,6 +87,13 @@ async def handle_validate_adapter(validator: Validator, job: ValidateAdapter) ->
                  result_code=problems.result_code, problems=problems.total)
         await _publish_status(validator, job, "failed", SEQ_VALIDATOR_FAILED,
                               result_code=problems.result_code, result_message=problems.result_message())
+        return
+    if not validator.catalogue.is_deployed(job.model, validator.deployed_models):
+        await _publish_status(validator, job, "unverified", SEQ_UNVERIFIED, result_code=codes.ENGINE_NOT_DEPLOYED,
+                              result_message=f"the adapter passed every static check, but no worker pool serves "
+                                             f"{job.model} in this environment, so it was not run")
+        log.info("validation.unverified", validation_id=job.validation_id, model=job.model,
+                 result_code=codes.ENGINE_NOT_DEPLOYED)
         return
     slug = validator.catalogue.get(job.model).slug
     gpu_job = RunGpuValidation(**{**job.model_dump(), "model_slug": slug})

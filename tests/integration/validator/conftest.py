@@ -85,14 +85,15 @@ def job(validation_id: str = "val-1", model: str = "loraserve/kimi-k2-tiny", slu
                            response_id="resp_1", adapter=adapter)
 
 
-async def start_service(tmp_path, failures: int = 0) -> tuple[Service, web.Application, AsyncIterator]:
+async def start_service(tmp_path, failures: int = 0, settings: Settings | None = None
+                        ) -> tuple[Service, web.Application, AsyncIterator]:
     catalogue = load_catalogue()
     bus = InProcessBus(t.topology(catalogue.slugs()), drain_timeout=5.0, publish_timeout=5.0)
     await bus.start()
     store = LocalBlobStore(tmp_path / "blobs")
     await store.start()
     blobs = CountingBlobs(store, failures)
-    platform = Platform(settings=Settings(), bus=bus, documents=None, blobs=blobs, identity=None,
+    platform = Platform(settings=settings or Settings(), bus=bus, documents=None, blobs=blobs, identity=None,
                         catalogue=catalogue, source="loraserve-test")
     statuses, gpu_jobs = Inbox(), Inbox()
     await bus.subscribe(t.EVENTS, ["org.*.validation.status.changed"], statuses)
@@ -111,8 +112,8 @@ async def make_service(tmp_path):
     """Starts the validator; `failures` first blob reads fail like a lost connection."""
     started: list = []
 
-    async def make(failures: int = 0) -> Service:
-        service, _, contexts = await start_service(tmp_path, failures)
+    async def make(failures: int = 0, settings: Settings | None = None) -> Service:
+        service, _, contexts = await start_service(tmp_path, failures, settings)
         started.append((service, contexts))
         return service
 

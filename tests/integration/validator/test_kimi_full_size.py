@@ -26,7 +26,11 @@ def write_sparse(service, key: str, shapes: dict) -> int:
     return file_size
 
 
-async def test_full_size_adapter_passes_reading_a_sliver_of_the_file(service):
+async def test_full_size_adapter_passes_reading_a_sliver_of_the_file(make_service):
+    from shared.settings import Settings
+
+    # where Kimi's 8-GPU pool is deployed (prod sets it): the adapter goes on to the pool
+    service = await make_service(settings=Settings(deployed_models={"moonshotai/Kimi-K2.6": True}))
     shapes = full_size_shapes()
     assert len(shapes) > 139_000
     await service.put("orgs/acme/files/file-cfg", kimi_config())

@@ -74,3 +74,29 @@ async def test_only_the_header_of_the_weights_is_read(service):
     await service.gpu_jobs.next()
     header_bytes = 8 + int.from_bytes(files.weights[:8], "little")
     assert service.blobs.bytes_read == len(files.config) + header_bytes < len(files.config) + len(files.weights)
+
+
+async def test_a_model_without_a_deployed_pool_ends_unverified_right_after_the_static_checks(make_service):
+    from shared.contracts.messages import SEQ_UNVERIFIED
+    from shared.settings import Settings
+
+    service = await make_service(settings=Settings(deployed_models={"loraserve/kimi-k2-tiny": False}))
+    await upload(service, recipe("attention"))
+    await service.submit(job())
+
+    running, unverified = await service.statuses.take(2)
+    assert running.event.data["status"] == "running"
+    assert (unverified.event.data["status"], unverified.event.data["seq"]) == ("unverified", SEQ_UNVERIFIED)
+    assert unverified.event.data["result_code"] == codes.ENGINE_NOT_DEPLOYED
+    assert "no worker pool serves loraserve/kimi-k2-tiny" in unverified.event.data["result_message"]
+    assert service.gpu_jobs.deliveries == []  # nothing waits 30 minutes for a pool that does not exist
+
+
+async def test_a_statically_bad_adapter_still_fails_on_a_model_without_a_pool(make_service):
+    from shared.settings import Settings
+
+    service = await make_service(settings=Settings(deployed_models={"loraserve/kimi-k2-tiny": False}))
+    await upload(service, with_config(recipe("attention"), r=65))
+    await service.submit(job())
+    _, failed = await service.statuses.take(2)
+    assert failed.event.data["status"] == "failed" and failed.event.data["result_code"] != codes.ENGINE_NOT_DEPLOYED

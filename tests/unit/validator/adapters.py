@@ -109,15 +109,20 @@ def kimi_config(rank: int = 32, **changes) -> bytes:
     return json.dumps(config).encode()
 
 
+# Kimi-K2.6 is served by vLLM, which applies no LoRA to kv_b_proj (MLA) or the router
+VLLM_UNAPPLIED = ("kv_b_proj",)
+
+
 def kimi_shapes(rank: int = 32, layers: range | None = None, fused_layers: frozenset[int] = frozenset(),
-                prefix: str = "base_model.model.language_model.model.", dtype: str = "BF16"
-                ) -> dict[str, tuple[list[int], str]]:
-    """LoRA tensors on every module of Kimi-K2.6 (per-expert keys; fused keys in `fused_layers`)."""
+                prefix: str = "base_model.model.language_model.model.", dtype: str = "BF16",
+                skip: tuple[str, ...] = VLLM_UNAPPLIED) -> dict[str, tuple[list[int], str]]:
+    """LoRA tensors on every module of Kimi-K2.6 its engine applies (per-expert keys; fused keys in
+    `fused_layers`); `skip=()` adds kv_b_proj too."""
     shapes = load_catalogue().get(KIMI).shapes
     wanted = range(shapes.arch.num_hidden_layers) if layers is None else layers
     tensors: dict[str, tuple[list[int], str]] = {}
     for module in shapes.iter_modules():
-        if module.layer not in wanted or module.group.value == "router":
+        if module.layer not in wanted or module.group.value == "router" or module.projection in skip:
             continue
         is_fused = module.group.value == "fused_experts"
         if module.group.value in ("expert", "fused_experts") and is_fused != (module.layer in fused_layers):

@@ -19,9 +19,11 @@ from tests.unit.validator.adapters import ATTENTION, TINY, AdapterFiles, recipe,
 PREFIX = "base_model.model.model."
 LAYER0_O_A = PREFIX + "layers.0.self_attn.o_proj.lora_A.weight"
 LAYER0_O_B = PREFIX + "layers.0.self_attn.o_proj.lora_B.weight"
-# the codes a validation job itself can end with (tests/integration/validator) and the one the
-# tiny model cannot show, having a single key prefix (test_validate_kimi.py)
-TESTED_ELSEWHERE = {codes.MODEL_UNKNOWN, codes.CONFIG_MISSING, codes.WEIGHTS_MISSING, codes.KEY_PREFIX_MIXED}
+# the codes a validation job itself can end with (tests/integration/validator) and those the tiny
+# model cannot show, having a single key prefix and an engine that applies every module
+# (test_validate_kimi.py)
+TESTED_ELSEWHERE = {codes.MODEL_UNKNOWN, codes.CONFIG_MISSING, codes.WEIGHTS_MISSING, codes.KEY_PREFIX_MIXED,
+                    codes.MODULE_UNSUPPORTED_BY_ENGINE, codes.ENGINE_NOT_DEPLOYED}
 
 
 def good() -> AdapterFiles:

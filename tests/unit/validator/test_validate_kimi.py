@@ -17,7 +17,7 @@ def validate(config: bytes, shapes: dict):
 
 def test_per_expert_adapter_on_every_module_of_three_layers_passes():
     shapes = kimi_shapes(layers=range(3))
-    assert len(shapes) == 2 * (3 * 5 + 3 + 2 * (3 + 384 * 3))
+    assert len(shapes) == 2 * (3 * 4 + 3 + 2 * (3 + 384 * 3))  # every module but kv_b_proj (see below)
     assert not validate(kimi_config(), shapes)
 
 
@@ -35,12 +35,22 @@ def test_fused_gate_up_without_its_2r_pattern_has_the_wrong_rank():
     assert "layers.1.mlp.experts.base_layer.lora_A.weight: rank 64" in problems.result_message()
 
 
-def test_router_lora_via_target_parameters():
+def test_router_lora_via_target_parameters_is_refused_by_kimis_engine():
     shapes = kimi_shapes(layers=range(2))
     shapes[WRAPPED + "layers.1.mlp.gate.lora_A.weight"] = ([32, 7168], "BF16")
     shapes[WRAPPED + "layers.1.mlp.gate.lora_B.weight"] = ([384, 32], "BF16")
-    assert validate(kimi_config(), shapes).codes() == [codes.MODULE_NOT_TARGETED]
-    assert not validate(kimi_config(target_parameters=["gate.weight"]), shapes)
+    assert validate(kimi_config(), shapes).codes() == [codes.MODULE_NOT_TARGETED, codes.MODULE_UNSUPPORTED_BY_ENGINE]
+    problems = validate(kimi_config(target_parameters=["gate.weight"]), shapes)
+    assert problems.codes() == [codes.MODULE_UNSUPPORTED_BY_ENGINE]
+    assert "served by vllm" in problems.result_message() and "layers.1.mlp.gate" in problems.result_message()
+
+
+def test_kv_b_proj_is_refused_for_kimi_because_vllm_would_drop_it_silently():
+    shapes = kimi_shapes(layers=range(3), skip=())
+    problems = validate(kimi_config(), shapes)
+    assert problems.codes() == [codes.MODULE_UNSUPPORTED_BY_ENGINE]  # one line for every kv_b_proj
+    message = problems.result_message()
+    assert "kv_b_proj" in message and "absorbs kv_b_proj" in message and "and 0 more" not in message
 
 
 def test_one_wrong_shape_is_named_with_both_shapes():
@@ -81,7 +91,7 @@ def test_full_paths_under_the_multimodal_wrapper_resolve():
 
 def test_thousands_of_problems_are_counted_and_the_message_stays_bounded():
     problems = validate(kimi_config(rank=16), kimi_shapes(rank=32, layers=range(3)))
-    assert set(problems.codes()) == {codes.RANK_MISMATCH} and problems.total == 3 * 5 + 3 + 2 * (3 + 384 * 3)
+    assert set(problems.codes()) == {codes.RANK_MISMATCH} and problems.total == 3 * 4 + 3 + 2 * (3 + 384 * 3)
     message = problems.result_message()
     listed = message.count("\n")
     assert len(message) <= 4000 and message.endswith(f"... and {problems.total - listed} more problems")
