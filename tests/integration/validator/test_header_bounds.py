@@ -5,11 +5,9 @@ import asyncio
 import json
 import struct
 import tracemalloc
-from types import SimpleNamespace
 
 from services.validator import codes
-from services.validator.app import validator_from
-from services.validator.handler import validate_job
+from services.validator.handler import Validator, validate_job
 from services.validator.reading import LARGE_HEADER_BYTES, LARGE_HEADERS_AT_ONCE, header_limits
 from shared import safetensors_header as sh
 from shared.catalogue.catalogue import load_catalogue
@@ -33,7 +31,7 @@ def kimi_validator(tmp_path, header: bytes, declared: int | None = None, blobs_t
         weights.write(struct.pack("<Q", declared) + header)
         weights.truncate(8 + declared)
     blobs = blobs_type(LocalBlobStore(root))
-    return validator_from(SimpleNamespace(bus=None, blobs=blobs, catalogue=load_catalogue(), source="test")), blobs
+    return Validator(bus=None, blobs=blobs, catalogue=load_catalogue(), source="test"), blobs
 
 
 async def validate_measuring(validator, validation_id: str = "val-1"):
