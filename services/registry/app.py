@@ -11,6 +11,7 @@ from services.registry.context import Registry
 from services.registry.events_hub import EventsHub, binding_keys
 from services.registry.handlers import events, internal, loras
 from services.registry.repository import LoraRepository
+from services.registry.revalidation import revalidation_ctx
 from services.registry.sweeper import sweeper_ctx
 from shared.clients.files import FileIngestClient
 from shared.contracts import topology as t
@@ -81,7 +82,7 @@ def part_for(registry: Registry, platform: Platform, heartbeat_seconds: float = 
         name="registry",
         routes=routes(registry, heartbeat_seconds),
         cleanup_ctx=[indexes_ctx(registry), files_client_ctx(registry, platform), events_hub_ctx(registry),
-                     consumers_ctx(registry), sweeper_ctx(registry)],
+                     consumers_ctx(registry), sweeper_ctx(registry), revalidation_ctx(registry)],
         readiness=[registry.repository.ping],
         on_shutdown=[end_streams(registry)],
     )

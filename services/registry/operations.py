@@ -10,6 +10,7 @@ import uuid
 
 from services.registry.context import Registry
 from services.registry.domain.changes import added_records, apply_patch
+from services.registry.domain.engines import stamp
 from services.registry.domain.fold import finished_now, fold
 from services.registry.domain.lora import LoraDocument, NewLora, create_document
 from services.registry.domain.names import looks_like_uuid
@@ -46,7 +47,7 @@ async def find(registry: Registry, org_id: str, ref: str) -> LoraDocument:
 
 
 async def create_lora(registry: Registry, spec: NewLora) -> LoraDocument:
-    document = create_document(spec, time.time_ns())
+    document = stamp(create_document(spec, time.time_ns()), registry.catalogue.engine_fingerprints())
     try:
         await registry.repository.insert(document)
     except NameTaken:
@@ -71,6 +72,7 @@ async def patch_lora(registry: Registry, org_id: str, ref: str, patch: LoraPatch
         after = apply_patch(before, patch, int(time.time()))
         if after is None:
             return before
+        after = stamp(after, registry.catalogue.engine_fingerprints())
         if await registry.repository.replace(before, after):
             break
     else:

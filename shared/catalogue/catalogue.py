@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.catalogue.engines import EngineSpec
+from shared.catalogue.engines import EngineSpec, capabilities
 from shared.catalogue.shapes import ModuleShapes
 
 DEFAULT_PATH = Path(__file__).with_name("models.json")
@@ -116,6 +116,10 @@ class Catalogue(BaseModel):
             if model.slug == slug:
                 return model
         raise KeyError(slug)
+
+    def engine_fingerprints(self) -> dict[str, str]:
+        """Model id -> what its engine applies, as a fingerprint that changes when that does."""
+        return {model.id: capabilities(model.engine).fingerprint for model in self.models}
 
     def is_deployed(self, model_id: str, overrides: dict[str, bool]) -> bool:
         """Whether this environment runs a worker pool for the model (`overrides`: settings.deployed_models)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.contracts.loras import Lora, ValidationRecord
 from shared.contracts.messages import AdapterRef
@@ -26,6 +26,8 @@ class LoraDocument(Lora):
     adapter: AdapterRef  # blob keys and sizes, copied from file-ingest at create time
     version: int = 1  # increases with every change; carried by every lora.* event
     created_ns: int  # list order and cursor; created_at alone ties within a second
+    # validation id -> the serving engine's capabilities fingerprint when the record was made (engines.py)
+    engines: dict[str, str] = Field(default_factory=dict)
 
     def public(self) -> Lora:
         return Lora.model_validate(self.model_dump(include=set(Lora.model_fields)))
