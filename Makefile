@@ -3,18 +3,20 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the link deploy/ensure-vllm.sh points at the vLLM environment it built
+VLLM_PY := $${XDG_CACHE_HOME:-$$HOME/.cache}/loraserve/vllm-current/bin/python
 TEST_PATHS := tests/unit tests/integration tests/e2e tests/deploy
 
-.PHONY: setup dev test bench reliability lint demo rabbitmq tools clean
+.PHONY: setup dev test bench reliability lint demo rabbitmq tools vllm clean
 
 setup: $(STAMP)
 
 # torch first, pinned: it comes from the machine's local CPU wheel (an unpinned torch pulls CUDA)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip setuptools wheel
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c deploy/constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 tools:
@@ -23,14 +25,19 @@ tools:
 rabbitmq:
 	bash deploy/ensure-rabbitmq.sh
 
+# the vLLM worker's own virtualenv, cached outside the clone (~/.cache/loraserve/vllm-*)
+vllm:
+	bash deploy/ensure-vllm.sh
+
 dev: setup
 	$(VENV)/bin/loraserve dev
 
-test: setup rabbitmq tools
+test: setup rabbitmq tools vllm
 	$(PY) -m pytest -q $(wildcard $(TEST_PATHS))
+	$(VLLM_PY) -m pytest -q -o addopts= tests/vllm
 
-bench: setup rabbitmq
-	@failed=""; for name in ingest validate router load engine; do \
+bench: setup rabbitmq vllm
+	@failed=""; for name in ingest validate router load engine vllm; do \
 		echo "== tests/bench/bench_$$name.py"; \
 		timeout --kill-after=30 900 $(PY) -m tests.bench.bench_$$name || failed="$$failed bench_$$name"; \
 	done; \

@@ -8,11 +8,13 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.gpu_worker.engines.base import ServingEngine
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
 from services.gpu_worker.jobs.inference_jobs import handle_generate
 from services.gpu_worker.jobs.validation_jobs import handle_gpu_validation
 from services.gpu_worker.worker import Worker, WorkerOptions
 from shared.bus.base import Delivery
+from shared.catalogue.catalogue import ModelEntry
 from shared.contracts import topology
 from shared.contracts.messages import CancelResponse
 from shared.logging import get_logger
@@ -74,8 +76,27 @@ def part_for(worker: Worker) -> ServicePart:
     return ServicePart(name=NAME, cleanup_ctx=[lifecycle(worker, prefetch)], readiness=[worker.ready])
 
 
+def engine_for(platform: Platform, entry: ModelEntry, options: WorkerOptions) -> ServingEngine | None:
+    """The engine `--engine` / LORASERVE_WORKER_ENGINE names, else the catalogue's; None: the torch engine."""
+    name = platform.settings.worker_engine or entry.engine.name
+    if name == "torch":
+        if entry.seed is None:
+            raise SystemExit(f"{entry.id} has no seed: the torch engine serves only models the catalogue builds")
+        return None
+    if name != "vllm":
+        raise SystemExit(f"unknown engine {name!r} (torch or vllm)")
+    from services.gpu_worker.engines.vllm_engine.engine import VllmEngine  # the vLLM environment only
+    from services.gpu_worker.engines.vllm_engine.model_dir import VllmOptions
+
+    settings = platform.settings
+    return VllmEngine(entry, VllmOptions(
+        slots=settings.worker_slots, cpu_adapters=settings.worker_cpu_adapters, max_batch=settings.worker_max_batch,
+        cpu_kv_cache_bytes=settings.vllm_cpu_kv_cache_bytes, model_path=settings.worker_model_path,
+        data_dir=settings.data_dir))
+
+
 def build(platform: Platform) -> ServicePart:
     entry = platform.catalogue.get(platform.settings.worker_model)
-    if entry.engine.name != "torch" or entry.seed is None:
-        raise SystemExit(f"{entry.id} is served by the {entry.engine.name} engine, which this worker does not run")
-    return part_for(Worker(entry, platform.bus, platform.blobs, platform.source, options_from(platform)))
+    options = options_from(platform)
+    engine = engine_for(platform, entry, options)
+    return part_for(Worker(entry, platform.bus, platform.blobs, platform.source, options, engine))

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 from aiohttp import web
 
+from shared.catalogue.catalogue import load_catalogue
+from shared.cli.vllm_env import ensure_vllm_process
 from shared.composition import HTTP_SERVICES, embedded_app, service_app
 from shared.identity.store import FileIdentityStore
 from shared.logging import configure
@@ -31,6 +34,8 @@ def register(sub) -> None:
 
     worker = sub.add_parser("worker", help="run a worker for one base model")
     worker.add_argument("--model", required=True)
+    worker.add_argument("--engine", choices=["torch", "vllm"],
+                        help="the serving engine (default: the one the catalogue entry names)")
     worker.add_argument("--host")
     worker.add_argument("--port", type=int)
     worker.set_defaults(handler=cmd_worker)
@@ -89,7 +94,13 @@ def cmd_serve(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    settings = _settings(args, worker_model=args.model)
+    settings = _settings(args, worker_model=args.model, worker_engine=args.engine)
+    catalogue = load_catalogue(settings.catalogue_file)
+    if args.model not in catalogue:
+        raise SystemExit(f"unknown model {args.model!r}; the catalogue serves: {', '.join(catalogue.ids())}")
+    engine = settings.worker_engine or catalogue.get(args.model).engine.name
+    if engine == "vllm":
+        ensure_vllm_process(settings, sys.argv[1:])
     configure(production=settings.production)
     web.run_app(service_app(settings, "gpu-worker"), host=settings.host, port=settings.port, print=None)
     return 0

@@ -24,13 +24,14 @@ class Topology:
     env: dict[str, str]
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    worker_args: tuple[str, ...] = ("--model", WORKER_MODEL)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(self, name: str) -> None:
         port = self.ports.setdefault(name, free_port())
-        args = (["worker", "--model", WORKER_MODEL] if name == "gpu-worker" else ["serve", name])
+        args = (["worker", *self.worker_args] if name == "gpu-worker" else ["serve", name])
         env = {**self.env, "LORASERVE_DATA_DIR": str(self.root / name), "LORASERVE_PORT": str(port)}
         with open(self.root / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
             self.processes[name] = subprocess.Popen([sys.executable, "-m", "shared.cli.main", *args], env=env,
@@ -69,7 +70,9 @@ class Topology:
         return (self.root / f"{name}.log").read_text(errors="replace")[-chars:]
 
 
-def start_topology(root: Path, amqp_url: str, s3_endpoint: str, keys_file: Path) -> Topology:
+def start_topology(root: Path, amqp_url: str, s3_endpoint: str, keys_file: Path,
+                   worker_args: tuple[str, ...] = ("--model", WORKER_MODEL), worker_ready_seconds: float = 180,
+                   extra_env: dict[str, str] | None = None) -> Topology:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORASERVE_")}
     topo = Topology(root=root, env={
         **env,
@@ -81,13 +84,15 @@ def start_topology(root: Path, amqp_url: str, s3_endpoint: str, keys_file: Path)
         "LORASERVE_KEYS_FILE": str(keys_file),
         **PRODUCTION_SECRETS,
         "LORASERVE_ENV": "production",
-    })
+        **(extra_env or {}),
+    }, worker_args=worker_args)
     for name in (*SERVICES, "gpu-worker"):
         topo.ports[name] = free_port()
     topo.env["LORASERVE_FILE_INGEST_URL"] = topo.url("file-ingest")
     topo.env["LORASERVE_REGISTRY_URL"] = topo.url("registry")
     for name in (*SERVICES, "gpu-worker"):
         topo.start(name)
-    for name in (*SERVICES, "gpu-worker"):
+    for name in SERVICES:
         topo.wait_ready(name, seconds=180)
+    topo.wait_ready("gpu-worker", seconds=worker_ready_seconds)
     return topo
