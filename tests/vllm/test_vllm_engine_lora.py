@@ -131,3 +131,10 @@ async def test_an_adapter_on_kv_b_proj_is_refused_with_its_code(engine, adapter_
         read(engine, adapter_dirs["kv-b"])
     assert refused.value.code == "module_unsupported_by_engine"
     assert "kv_b_proj" in refused.value.message and "o_proj" not in refused.value.message
+
+
+async def test_a_prompt_longer_than_the_context_fails_alone_with_its_code(engine):
+    too_long, fine = request(engine, "x" * 600), request(engine, PROMPTS[0])  # the test model holds 512 tokens
+    long_updates, fine_updates = await asyncio.gather(run(engine, too_long), run(engine, fine))
+    assert long_updates[-1].error_code == "context_length_exceeded"
+    assert fine_updates[-1].error_code is None and fine_updates[-1].finish_reason in ("stop", "length")

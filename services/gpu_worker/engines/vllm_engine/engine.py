@@ -32,7 +32,7 @@ from services.gpu_worker.engines.vllm_engine.model_dir import (
     model_directory,
     registered_capacity,
 )
-from services.gpu_worker.errors import INTERNAL
+from services.gpu_worker.errors import CONTEXT_TOO_LONG, INVALID_REQUEST
 from shared.catalogue.catalogue import ModelEntry
 from shared.catalogue.engines import capabilities
 from shared.logging import get_logger
@@ -81,6 +81,7 @@ class VllmEngine:
         model_dir = await asyncio.to_thread(model_directory, self.entry, self.options)
         arguments = engine_arguments(self.entry, model_dir, self.options, on_cpu)
         self.lora_enabled = arguments["enable_lora"]
+        self.max_model_len = arguments["max_model_len"]
         self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, model_dir)
         self.targets = await asyncio.to_thread(meta_targets, model_dir)
         self.stop_token_ids = await asyncio.to_thread(stop_token_ids, model_dir, self.tokenizer)
@@ -134,6 +135,11 @@ class VllmEngine:
             output_kind=RequestOutputKind.DELTA)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[RequestUpdate]:
+        if len(request.prompt) >= self.max_model_len:
+            yield RequestUpdate(request.request_id, finished=True, error_code=CONTEXT_TOO_LONG,
+                                error_message=f"the prompt is {len(request.prompt)} tokens; the model's context "
+                                              f"holds {self.max_model_len}", prompt_tokens=len(request.prompt))
+            return
         adapter: VllmAdapter | None = request.adapter
         lora_request = await self.adapters.acquire(adapter) if adapter is not None else None
         prompt_tokens, completion_tokens, text = len(request.prompt), 0, []
@@ -162,8 +168,8 @@ class VllmEngine:
                                 output_text="".join(text), prompt_tokens=prompt_tokens,
                                 completion_tokens=completion_tokens)
         except (ValueError, TypeError) as exc:  # vLLM refused the request itself: this request alone fails
-            yield RequestUpdate(request.request_id, finished=True, error_code=INTERNAL, error_message=str(exc),
-                                prompt_tokens=prompt_tokens)
+            yield RequestUpdate(request.request_id, finished=True, error_code=INVALID_REQUEST,
+                                error_message=str(exc), prompt_tokens=prompt_tokens)
         finally:
             self._running.discard(request.request_id)
             if adapter is not None:
