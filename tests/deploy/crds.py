@@ -1,5 +1,5 @@
 """Custom resources, checked without their CRDs: the fields each CRD requires (taken from
-the KEDA, RabbitMQ Cluster Operator, MongoDB Community Operator and MinIO Operator CRDs)
+the KEDA, RabbitMQ Cluster Operator, MongoDB Community Operator, MinIO Operator and LeaderWorkerSet CRDs)
 and, where a custom resource embeds Kubernetes types (pod templates, security contexts,
 volume claims), those parts validated against the Kubernetes schemas themselves.
 """
@@ -122,10 +122,42 @@ def tenant(doc: dict) -> list[str]:
     return problems
 
 
+LWS_RESTART_POLICIES = {"RecreateGroupOnPodRestart", "None", "Default"}
+LWS_STARTUP_POLICIES = {"LeaderCreated", "LeaderReady"}
+
+
+def leader_worker_set(doc: dict) -> list[str]:
+    """leaderworkerset.x-k8s.io/v1 (the LWS CRD, v0.6): a group of `size` pods, one leader and size-1 workers,
+    each from a pod template; the templates are validated as Kubernetes pod templates."""
+    spec, problems = doc.get("spec", {}), []
+    group = spec.get("leaderWorkerTemplate")
+    _need(problems, "spec.leaderWorkerTemplate", group, dict)
+    group = group if isinstance(group, dict) else {}
+    size = group.get("size", 1)
+    if not isinstance(size, int) or size < 1:
+        problems.append(f"spec.leaderWorkerTemplate.size {size!r} is not a positive integer")
+    _need(problems, "spec.leaderWorkerTemplate.workerTemplate", group.get("workerTemplate"), dict)
+    if group.get("restartPolicy", "Default") not in LWS_RESTART_POLICIES:
+        problems.append(f"spec.leaderWorkerTemplate.restartPolicy must be one of {sorted(LWS_RESTART_POLICIES)}")
+    if spec.get("startupPolicy", "LeaderCreated") not in LWS_STARTUP_POLICIES:
+        problems.append(f"spec.startupPolicy must be one of {sorted(LWS_STARTUP_POLICIES)}")
+    if spec.get("rolloutStrategy", {}).get("type", "RollingUpdate") != "RollingUpdate":
+        problems.append("spec.rolloutStrategy.type must be RollingUpdate")
+    if not isinstance(spec.get("replicas", 1), int) or spec.get("replicas", 1) < 0:
+        problems.append("spec.replicas must be a non-negative integer")
+    for field in ("leaderTemplate", "workerTemplate"):
+        template = group.get(field)
+        if isinstance(template, dict):
+            error = _pod_template_as_statefulset(f"lws-{field.lower()}", template)
+            problems += [f"spec.leaderWorkerTemplate.{field}: {error}"] if error else []
+    return problems
+
+
 CHECKS = {
     ("keda.sh/v1alpha1", "ScaledObject"): scaled_object,
     ("keda.sh/v1alpha1", "TriggerAuthentication"): trigger_authentication,
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"): rabbitmq_cluster,
     ("mongodbcommunity.mongodb.com/v1", "MongoDBCommunity"): mongodb_community,
     ("minio.min.io/v2", "Tenant"): tenant,
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): leader_worker_set,
 }

@@ -94,6 +94,30 @@ def workers(docs: list[dict]) -> list[dict]:
             if d["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
 
 
+def pools(docs: list[dict]) -> list[dict]:
+    """Worker pools of any shape: Deployments and the LeaderWorkerSets that replace them (components/kimi-multinode)."""
+    return workers(docs) + [d for d in of_kind(docs, "LeaderWorkerSet")
+                            if d["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
+
+
+def pod_templates(pool: dict) -> list[dict]:
+    """The pod templates of a pool: a Deployment's one, a LeaderWorkerSet's leader and worker templates."""
+    if pool["kind"] == "LeaderWorkerSet":
+        group = pool["spec"]["leaderWorkerTemplate"]
+        return [group["leaderTemplate"], group["workerTemplate"]]
+    return [pool["spec"]["template"]]
+
+
+def as_workload(template: dict) -> dict:
+    """A pod template wrapped so pod_spec, containers and pod_labels read it like a Deployment's."""
+    return {"kind": "PodTemplate", "metadata": template.get("metadata", {}), "spec": {"template": template}}
+
+
+def serving_container(pool: dict) -> dict:
+    """The container that runs `loraserve worker`: the Deployment's, or the LeaderWorkerSet leader's."""
+    return pod_templates(pool)[0]["spec"]["containers"][0]
+
+
 def http_services(docs: list[dict]) -> list[dict]:
     return [d for d in of_kind(docs, "Deployment") if d not in workers(docs)]
 

@@ -6,6 +6,7 @@ import pytest
 
 from shared.catalogue.catalogue import load_catalogue
 from shared.contracts.topology import gpu_validation_queue, inference_queue
+from tests.deploy.deployed import deployed_models
 from tests.deploy.manifests import OVERLAYS, containers, http_services, named, of_kind, pod_spec, workers
 
 CATALOGUE = load_catalogue()
@@ -28,7 +29,10 @@ def test_every_catalogue_model_has_one_pool_named_from_its_slug(rendered, overla
     for model in CATALOGUE.models:
         pool = pools[model.slug]
         assert pool["metadata"]["name"] == f"worker-{model.slug}"
-        assert containers(pool)[0]["args"] == ["worker", "--model", model.id]
+        args = containers(pool)[0]["args"]
+        assert args[:3] == ["worker", "--model", model.id]
+        # an engine named here must be the one the validator checks adapters against (the catalogue's)
+        assert args[3:] in ([], ["--engine", model.engine.name])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -59,15 +63,27 @@ def test_every_trigger_authenticates_with_a_host_secret(rendered, overlay):
             assert "host" not in trigger["metadata"], "credentials belong in the TriggerAuthentication"
 
 
+def _paused(scaled: dict) -> bool:
+    annotations = scaled["metadata"].get("annotations", {})
+    return annotations.get("autoscaling.keda.sh/paused") == "true" or "autoscaling.keda.sh/paused-replicas" in annotations
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_pools_of_models_served_in_process_are_never_paused(rendered, overlay):
-    # (the Kimi-K2.6 pool is paused at zero until its distributed engine exists)
+def test_a_pool_is_paused_exactly_where_its_model_is_not_deployed(monkeypatch, rendered, overlay):
+    # dev has no GPUs: Kimi-K2.6 is not deployed there and its pool stays at zero; prod runs it from zero
     docs = rendered(overlay)
+    deployed = deployed_models(monkeypatch, docs)
     for model in CATALOGUE.models:
         scaled = named(docs, "ScaledObject", f"worker-{model.slug}")
-        annotations = scaled["metadata"].get("annotations", {})
-        if model.engine.name == "torch":
-            assert not {"autoscaling.keda.sh/paused", "autoscaling.keda.sh/paused-replicas"} & set(annotations)
+        assert _paused(scaled) is (model.id not in deployed), (overlay, model.id)
+        assert scaled["spec"].get("minReplicaCount", 0) >= 0
+
+
+def test_the_kimi_pool_scales_from_zero_in_prod_and_is_paused_in_dev(rendered):
+    prod = named(rendered("prod"), "ScaledObject", "worker-kimi-k2-6")
+    dev = named(rendered("dev"), "ScaledObject", "worker-kimi-k2-6")
+    assert not _paused(prod) and prod["spec"]["maxReplicaCount"] >= 1
+    assert dev["metadata"]["annotations"]["autoscaling.keda.sh/paused-replicas"] == "0"
 
 
 def test_prod_scales_every_http_service_with_an_hpa(rendered):
