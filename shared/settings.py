@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     worker_max_batch: int = 16
     # torch | vllm; unset: the engine the catalogue entry names
     worker_engine: str | None = None
+    # merged over the catalogue entry's engine arguments for this worker (e.g. {"pipeline_parallel_size": 2,
+    # "extra_args": {"distributed_executor_backend": "ray"}}); extra_args are merged key by key
+    worker_engine_args: dict[str, Any] = Field(default_factory=dict)
     # adapters held in CPU memory per worker (vLLM's max_cpu_loras)
     worker_cpu_adapters: int = 32
     # where the served model's weights are mounted; unset: the catalogue's engine.model_path (or built from its seed)

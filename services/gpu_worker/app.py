@@ -15,6 +15,7 @@ from services.gpu_worker.jobs.validation_jobs import handle_gpu_validation
 from services.gpu_worker.worker import Worker, WorkerOptions
 from shared.bus.base import Delivery
 from shared.catalogue.catalogue import ModelEntry
+from shared.catalogue.engines import with_overrides
 from shared.contracts import topology
 from shared.contracts.messages import CancelResponse
 from shared.logging import get_logger
@@ -97,6 +98,11 @@ def engine_for(platform: Platform, entry: ModelEntry, options: WorkerOptions) ->
 
 def build(platform: Platform) -> ServicePart:
     entry = platform.catalogue.get(platform.settings.worker_model)
+    try:
+        engine_spec = with_overrides(entry.engine, platform.settings.worker_engine_args)
+    except ValidationError as exc:
+        raise SystemExit(f"LORASERVE_WORKER_ENGINE_ARGS: {exc}") from None
+    entry = entry.model_copy(update={"engine": engine_spec})
     options = options_from(platform)
     engine = engine_for(platform, entry, options)
     return part_for(Worker(entry, platform.bus, platform.blobs, platform.source, options, engine))

@@ -39,6 +39,16 @@ class EngineSpec(BaseModel):
     extra_args: dict[str, Any] = Field(default_factory=dict)
 
 
+def with_overrides(spec: EngineSpec, overrides: dict[str, Any]) -> EngineSpec:
+    """`spec` with an environment's overrides (settings.worker_engine_args); `extra_args` merge key by key.
+    Raises pydantic's ValidationError for an unknown field or a bad value."""
+    if not overrides:
+        return spec
+    merged = {**spec.model_dump(), **overrides}
+    merged["extra_args"] = {**spec.extra_args, **overrides.get("extra_args", {})}
+    return EngineSpec.model_validate(merged)
+
+
 class EngineCapabilities(BaseModel):
     """What an engine applies of an adapter: every module, except those listed with the reason."""
 

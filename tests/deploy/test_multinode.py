@@ -8,7 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from shared.catalogue.catalogue import Catalogue
+from shared.catalogue.engines import EngineSpec, with_overrides
 from tests.deploy import crds
 from tests.deploy.deployed import CATALOGUE
 from tests.deploy.manifests import (
@@ -23,7 +23,6 @@ from tests.deploy.manifests import (
     referenced_secrets,
     render,
     selects,
-    serving_container,
 )
 from tests.deploy.netpol import Endpoint, allowed
 from tests.deploy.test_workloads import EXTERNAL_SECRETS, container_problems, restricted_problems
@@ -48,13 +47,10 @@ def docs(tmp_path_factory) -> list[dict]:
         pytest.fail(str(exc), pytrace=False)
 
 
-def leader_catalogue(docs: list[dict], leader: dict) -> Catalogue:
-    """The catalogue file the leader's LORASERVE_CATALOGUE_FILE names, read from the ConfigMap mounted there."""
-    path = next(e["value"] for e in leader["containers"][0]["env"] if e["name"] == "LORASERVE_CATALOGUE_FILE")
-    mount = next(m for m in leader["containers"][0]["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
-    volume = next(v for v in leader["volumes"] if v["name"] == mount["name"])
-    data = named(docs, "ConfigMap", volume["configMap"]["name"])["data"]
-    return Catalogue.model_validate_json(data[path.removeprefix(mount["mountPath"] + "/")])
+def leader_engine(leader: dict) -> EngineSpec:
+    """Kimi's engine as the leader's worker runs it: the catalogue's, with LORASERVE_WORKER_ENGINE_ARGS merged."""
+    raw = next(e["value"] for e in leader["containers"][0]["env"] if e["name"] == "LORASERVE_WORKER_ENGINE_ARGS")
+    return with_overrides(KIMI.engine, json.loads(raw))
 
 
 def test_the_deployment_is_replaced_by_a_leader_worker_set_the_scaled_object_scales(docs):
@@ -70,7 +66,7 @@ def test_the_deployment_is_replaced_by_a_leader_worker_set_the_scaled_object_sca
 def test_each_group_spans_two_8_gpu_nodes_for_two_pipeline_stages(docs):
     lws = named(docs, *LWS)
     leader, worker = (t["spec"] for t in pod_templates(lws))
-    engine = leader_catalogue(docs, leader).get(KIMI.id).engine
+    engine = leader_engine(leader)
     size = lws["spec"]["leaderWorkerTemplate"]["size"]
     gpus = {int(t["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) for t in (leader, worker)}
     assert engine.pipeline_parallel_size == size == 2 and gpus == {engine.tensor_parallel_size} == {8}
@@ -78,15 +74,11 @@ def test_each_group_spans_two_8_gpu_nodes_for_two_pipeline_stages(docs):
     assert lws["spec"]["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
 
 
-def test_the_leader_catalogue_is_the_packaged_one_with_kimi_on_two_pipeline_stages(docs):
+def test_the_leader_changes_nothing_of_kimis_engine_but_its_pipeline_stages_and_executor(docs):
     leader = pod_templates(named(docs, *LWS))[0]["spec"]
-    ours = json.loads(leader_catalogue(docs, leader).model_dump_json())
-    packaged = json.loads(CATALOGUE.model_dump_json())
-    kimi = next(m for m in packaged["models"] if m["id"] == KIMI.id)
-    kimi["engine"]["pipeline_parallel_size"] = 2
-    kimi["engine"]["extra_args"]["distributed_executor_backend"] = "ray"
-    assert ours == packaged, ("k8s/components/kimi-multinode/catalogue.json has drifted from "
-                              "shared/catalogue/models.json: copy it again with only those two changes")
+    engine = leader_engine(leader)
+    assert engine.model_copy(update={"pipeline_parallel_size": 1, "extra_args": KIMI.engine.extra_args}) == KIMI.engine
+    assert not any(e["name"] == "LORASERVE_CATALOGUE_FILE" for e in leader["containers"][0]["env"])
 
 
 def test_the_leader_runs_the_vllm_worker_after_the_group_joins_its_ray_head(docs):

@@ -150,3 +150,17 @@ def test_catalogue_and_header_parser_do_not_import_torch():
             f"from shared.catalogue.catalogue import load_catalogue; load_catalogue().get('{KIMI}').shapes.count(); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_an_environment_overrides_engine_arguments_and_merges_extra_args(catalogue):
+    import pydantic
+
+    from shared.catalogue.engines import with_overrides
+
+    kimi = catalogue.get(KIMI).engine
+    spec = with_overrides(kimi, {"pipeline_parallel_size": 2, "extra_args": {"distributed_executor_backend": "ray"}})
+    assert (spec.pipeline_parallel_size, spec.tensor_parallel_size) == (2, kimi.tensor_parallel_size)
+    assert spec.extra_args == {**kimi.extra_args, "distributed_executor_backend": "ray"}
+    assert with_overrides(kimi, {}) is kimi
+    with pytest.raises(pydantic.ValidationError):
+        with_overrides(kimi, {"tensor_paralel_size": 4})  # a typo is refused, not ignored
