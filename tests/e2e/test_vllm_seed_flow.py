@@ -8,7 +8,6 @@ engine-core process outlives a SIGKILLed worker.
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import psutil
@@ -19,6 +18,7 @@ from anthropic import Anthropic
 from openai import OpenAI
 from peft import LoraConfig, get_peft_model
 
+from tests.e2e.test_seed_flow import auth, wait_validated
 from tests.e2e.topology import start_topology
 from tests.fixtures.rabbit import private_vhost
 
@@ -26,10 +26,6 @@ CATALOGUE = Path(__file__).resolve().parents[1] / "vllm" / "models.json"
 MODEL = "loraserve-test/dsv3-dense"
 PROMPT = "Hello there"
 ATTENTION = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "o_proj"]
-
-
-def auth(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +69,7 @@ def _register(topo, key: str, adapter_dir: Path, name: str) -> dict:
     resp = requests.post(f"{topo.url('registry')}/v1/loras", headers=auth(key), timeout=30, json={
         "name": name, "supported_models": [MODEL], "config_file_id": cfg.id, "weights_file_id": wts.id})
     assert resp.status_code == 200, resp.text
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        lora = requests.get(f"{topo.url('registry')}/v1/loras/{name}", headers=auth(key), timeout=10).json()
-        if lora["status"] != "pending_validation":
-            return lora
-        time.sleep(0.5)
-    pytest.fail(f"validation did not finish: {lora}\n{topo.log_tail('gpu-worker')}")
+    return wait_validated(topo, key, name, seconds=240)
 
 
 @pytest.fixture(scope="module")
