@@ -125,3 +125,11 @@ class Settings(BaseSettings):
         if problems:
             raise UnsafeSettings("refusing to start in production (LORASERVE_ENV=production):\n  "
                                  + "\n  ".join(problems))
+
+    # per-org quotas (defaults; `loraserve admin orgs set-limits` overrides them per org); over one -> 403
+    # quota_exceeded. An upload reserves its declared bytes (and a file) from creation until it ends
+    quota_loras: int = Field(1000, ge=0)
+    quota_files: int = Field(10_000, ge=0)
+    quota_stored_bytes: int = Field(1024**4, ge=0)  # 1 TiB: files plus pending uploads' declared bytes
+    quota_pending_uploads: int = Field(100, ge=0)
+    quota_validations_in_flight: int = Field(100, ge=0)  # validation records pending or running

@@ -21,6 +21,7 @@ from services.file_ingest.domain.uploads import (
 )
 from services.file_ingest.events import publish_file_event
 from services.file_ingest.parts import delete_parts
+from services.file_ingest.quota import upload_completed
 from services.file_ingest.streaming import Digest
 from shared.contracts.errors import BadRequest, Conflict, InternalError, NotFound
 from shared.contracts.files import CompleteUploadBody
@@ -93,7 +94,9 @@ async def finish(ctx: FileIngest, upload: UploadRecord, record: FileRecord) -> U
             await ctx.blobs.delete(record.object_key)
             raise Conflict(f"Upload {upload.id} was cancelled or expired while completing",
                            code="upload_not_pending")
-        completed = current  # a concurrent retry finished this very completion
+        completed = current  # a concurrent retry finished this very completion (and converted the reservation)
+    else:
+        await ctx.usage.give(upload.org_id, upload_completed(upload.bytes, record.bytes))
     await delete_parts(ctx.blobs, completed.parts)
     log.info("upload_completed", upload_id=upload.id, file_id=record.id, bytes=record.bytes)
     await publish_file_event(ctx.bus, ctx.source, FileCreated, upload.org_id, record.public())

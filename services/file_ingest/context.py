@@ -6,9 +6,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.file_ingest.quota import UsageLedger
 from services.file_ingest.repository import DATABASE, FileRepository, RefRepository, UploadRepository
 from shared.bus.base import Bus
 from shared.platform import Platform
+from shared.quotas import Quotas
 from shared.settings import Settings
 from shared.stores.blobs import BlobStore
 
@@ -22,6 +24,7 @@ class FileIngest:
     files: FileRepository
     uploads: UploadRepository
     refs: RefRepository
+    usage: UsageLedger  # per-org counters the quotas are checked against
     clock: Callable[[], float] = field(default=time.time)
     # set once the reference counts were rebuilt from the registry; None: deletes need not wait for it
     refs_rebuilt: asyncio.Event | None = None
@@ -33,7 +36,7 @@ class FileIngest:
         rebuilt = None if platform.settings.amqp_url else asyncio.Event()
         return cls(settings=platform.settings, blobs=platform.blobs, bus=platform.bus, source=platform.source,
                    files=FileRepository(db), uploads=UploadRepository(db), refs=RefRepository(db),
-                   refs_rebuilt=rebuilt)
+                   usage=UsageLedger(db, Quotas(platform.settings, platform.identity)), refs_rebuilt=rebuilt)
 
     def now(self) -> int:
         return int(self.clock())
@@ -42,3 +45,4 @@ class FileIngest:
         await self.files.ensure_indexes()
         await self.uploads.ensure_indexes()
         await self.refs.ensure_indexes()
+        await self.usage.recount_if_new(self.files.collection, self.uploads.collection)

@@ -56,6 +56,8 @@ async def sweep_orphans(ctx: FileIngest, blobs: LocalBlobStore) -> int:
 async def recover_at_startup(ctx: FileIngest, blobs: LocalBlobStore) -> None:
     await recover_completions(ctx)
     await sweep_orphans(ctx, blobs)
+    # a crash between a state change and its usage update over-counts: nothing is in flight now, so recount
+    await ctx.usage.recount(ctx.files.collection, ctx.uploads.collection)
 
 
 @dataclass(frozen=True)

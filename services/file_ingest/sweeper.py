@@ -8,6 +8,7 @@ from aiohttp import web
 
 from services.file_ingest.context import FileIngest
 from services.file_ingest.parts import delete_parts
+from services.file_ingest.quota import upload_ended
 from shared.logging import get_logger
 
 log = get_logger("file_ingest.sweeper")
@@ -18,6 +19,7 @@ async def sweep_expired(ctx: FileIngest) -> int:
     """Expire every due upload; returns how many were expired."""
     count = 0
     while (upload := await ctx.uploads.expire_next(ctx.now())) is not None:
+        await ctx.usage.give(upload.org_id, upload_ended(upload.bytes))
         await delete_parts(ctx.blobs, upload.parts)
         log.info("upload_expired", upload_id=upload.id, parts=len(upload.parts))
         count += 1

@@ -9,13 +9,14 @@ from aiohttp import web
 from services.registry.consumers import consumers_ctx
 from services.registry.context import Registry
 from services.registry.events_hub import EventsHub, binding_keys
-from services.registry.handlers import events, internal, loras
+from services.registry.handlers import events, internal, loras, org_limits
 from services.registry.repository import LoraRepository
 from services.registry.revalidation import revalidation_ctx
 from services.registry.sweeper import sweeper_ctx
 from shared.clients.files import FileIngestClient
 from shared.contracts import topology as t
 from shared.platform import Platform, ServicePart
+from shared.quotas import Quotas
 
 DATABASE = "registry"
 FILE_LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)
@@ -25,7 +26,8 @@ DEFAULT_HEARTBEAT_SECONDS = 15.0
 def registry_from(platform: Platform) -> Registry:
     return Registry(repository=LoraRepository(platform.documents.database(DATABASE)), bus=platform.bus,
                     catalogue=platform.catalogue, source=platform.source,
-                    validation_deadline_seconds=platform.settings.validation_deadline_seconds)
+                    validation_deadline_seconds=platform.settings.validation_deadline_seconds,
+                    quotas=Quotas(platform.settings, platform.identity))
 
 
 def routes(registry: Registry, heartbeat_seconds: float) -> list[web.AbstractRouteDef]:
@@ -37,6 +39,8 @@ def routes(registry: Registry, heartbeat_seconds: float) -> list[web.AbstractRou
         web.delete("/v1/loras/{ref}", partial(loras.delete, registry)),
         web.get("/v1/events", partial(events.stream_events, registry, heartbeat_seconds)),
         web.get("/internal/v1/loras", partial(internal.list_all, registry)),
+        web.get("/internal/v1/orgs/{org}/limits", partial(org_limits.get_limits, registry)),
+        web.put("/internal/v1/orgs/{org}/limits", partial(org_limits.put_limits, registry)),
     ]
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.registry.repository import LoraRepository
+from shared.quotas import Quotas
 
 if TYPE_CHECKING:
     from services.registry.events_hub import EventsHub
@@ -20,6 +21,7 @@ class Registry:
     catalogue: Catalogue
     source: str
     validation_deadline_seconds: int
+    quotas: Quotas
     files: FileIngestClient | None = None  # set by the HTTP client's cleanup_ctx
     hub: EventsHub | None = None  # set by the events subscription's cleanup_ctx
 

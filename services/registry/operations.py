@@ -20,6 +20,7 @@ from services.registry.publishing import (
     publish_lora_event,
     publish_validation_finished,
 )
+from services.registry.quota import check_new_lora, check_validations, recheck_stored
 from services.registry.repository import NameTaken
 from shared.contracts.errors import Conflict, NotFound, ServiceUnavailable
 from shared.contracts.loras import LoraPatch
@@ -48,11 +49,13 @@ async def find(registry: Registry, org_id: str, ref: str) -> LoraDocument:
 
 async def create_lora(registry: Registry, spec: NewLora) -> LoraDocument:
     document = stamp(create_document(spec, time.time_ns()), registry.catalogue.engine_fingerprints())
+    await check_new_lora(registry, spec.org_id, len(document.validations))
     try:
         await registry.repository.insert(document)
     except NameTaken:
         raise Conflict(f"A LoRA named {spec.name!r} already exists in your organization", param="name",
                        code="lora_name_taken") from None
+    await recheck_stored(registry, document)
     try:
         await publish_jobs(registry, document, document.validations)
         await publish_lora_event(registry, "created", document)
@@ -73,6 +76,7 @@ async def patch_lora(registry: Registry, org_id: str, ref: str, patch: LoraPatch
         if after is None:
             return before
         after = stamp(after, registry.catalogue.engine_fingerprints())
+        await check_validations(registry, org_id, len(added_records(before, after)))
         if await registry.repository.replace(before, after):
             break
     else:

@@ -79,6 +79,17 @@ class LoraRepository:
         async for raw in self.loras.find(query).limit(limit):
             yield _document(raw)
 
+    async def count(self, org_id: str) -> int:
+        return await self.loras.count_documents({"org_id": org_id})
+
+    async def validations_in_flight(self, org_id: str) -> int:
+        """The org's validation records still pending or running, over all its LoRAs."""
+        busy = {"$in": ["pending", "running"]}
+        pipeline = [{"$match": {"org_id": org_id, "validations.status": busy}},
+                    {"$unwind": "$validations"}, {"$match": {"validations.status": busy}}, {"$count": "n"}]
+        rows = await self.loras.aggregate(pipeline).to_list(length=1)
+        return rows[0]["n"] if rows else 0
+
     async def ping(self) -> bool:
         await self.loras.find_one({}, {"_id": 1})
         return True

@@ -1,4 +1,5 @@
-"""`loraserve admin keys create|list|revoke|migrate` and `loraserve model export`.
+"""`loraserve admin keys create|list|revoke|migrate`, `loraserve admin orgs set-limits|show` and
+`loraserve model export`.
 
 Keys are hashed with LORASERVE_KEY_PEPPER: run these with the pepper the services run with (in production
 they refuse to run without a real one), against the file you then install as the read-only Secret.
@@ -9,6 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from shared.quotas import QUOTA_LABELS, OrgLimits, Quotas
 from shared.settings import DEV_KEY_PEPPER, Settings
 
 
@@ -28,12 +30,45 @@ def register(sub) -> None:
                                         "(no key needed) and drop their prefix hints").set_defaults(
         handler=cmd_keys_migrate)
 
+    _register_orgs(admin_sub)
+
     model = sub.add_parser("model", help="base models")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     export = model_sub.add_parser("export", help="write a catalogue model as an HF checkpoint")
     export.add_argument("model_id")
     export.add_argument("out_dir", type=Path)
     export.set_defaults(handler=cmd_model_export)
+
+
+DEFAULT = "default"
+
+
+def _limit(value: str) -> int | str:
+    """A quota: a count of 0 or more, or `default` to drop the override."""
+    if value == DEFAULT:
+        return DEFAULT
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ValueError(value)
+    return number
+
+
+def _register_orgs(admin_sub) -> None:
+    orgs = admin_sub.add_parser("orgs", help="per-org quota limits (over the LORASERVE_QUOTA_* defaults)")
+    orgs_sub = orgs.add_subparsers(dest="orgs_command", required=True)
+    set_limits = orgs_sub.add_parser("set-limits", help="override an org's quotas; the flags not given are kept")
+    set_limits.add_argument("org")
+    for name in QUOTA_LABELS:
+        set_limits.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_limit, metavar="N",
+                                help=f"{QUOTA_LABELS[name]} (a number, or `default`)")
+    set_limits.add_argument("--reset", action="store_true", help="drop every override first")
+    set_limits.set_defaults(handler=cmd_orgs_set_limits)
+    show = orgs_sub.add_parser("show", help="an org's quota limits: the overrides and the limits in force")
+    show.add_argument("org")
+    show.set_defaults(handler=cmd_orgs_show)
 
 
 def _identity(writes: bool = False):
@@ -78,6 +113,37 @@ def cmd_keys_migrate(args) -> int:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     print(f"migrated {changed} plain sha256 record(s) to HMAC-SHA256 with the pepper (their hints are removed)")
+    return 0
+
+
+def _print_limits(quotas: Quotas, org: str) -> None:
+    view = asyncio.run(quotas.view(org))
+    overrides = view.overrides.overrides()
+    print(f"org {view.org_id}")
+    for name in QUOTA_LABELS:
+        origin = "override" if name in overrides else "default"
+        print(f"  {name}\t{getattr(view.effective, name)}\t({origin})")
+
+
+def cmd_orgs_set_limits(args) -> int:
+    identity = _identity()
+    given = {name: getattr(args, name) for name in QUOTA_LABELS if getattr(args, name) is not None}
+
+    async def update() -> None:
+        current = OrgLimits() if args.reset else await identity.get_limits(args.org)
+        kept = {k: v for k, v in current.overrides().items() if k not in given}
+        await identity.set_limits(args.org, OrgLimits(**kept, **{k: v for k, v in given.items() if v != DEFAULT}))
+
+    try:
+        asyncio.run(update())
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    _print_limits(Quotas(Settings(), identity), args.org)
+    return 0
+
+
+def cmd_orgs_show(args) -> int:
+    _print_limits(Quotas(Settings(), _identity()), args.org)
     return 0
 
 

@@ -23,6 +23,7 @@ from shared.identity.keys import (
     valid_org_id,
 )
 from shared.logging import get_logger
+from shared.quotas import OrgLimits
 
 log = get_logger("identity")
 
@@ -49,6 +50,14 @@ class IdentityStore(abc.ABC):
     async def migrate(self) -> int:
         """Re-hash every plain-sha256 record under the pepper (no key needed); returns how many changed."""
 
+    @abc.abstractmethod
+    async def get_limits(self, org_id: str) -> OrgLimits:
+        """The org's quota overrides (empty when it has none)."""
+
+    @abc.abstractmethod
+    async def set_limits(self, org_id: str, limits: OrgLimits) -> OrgLimits:
+        """Replace the org's quota overrides; returns what is stored."""
+
     async def ready(self) -> bool:
         return True
 
@@ -66,37 +75,48 @@ class FileIdentityStore(IdentityStore):
         self._pepper = pepper
         self._peppered: dict[str, KeyRecord] = {}
         self._legacy: dict[str, KeyRecord] = {}
+        self._limits: dict[str, OrgLimits] = {}
         self._loaded_mtime: float | None = None
         self._checked_at = 0.0
 
-    def _read_file(self) -> tuple[str | None, list[KeyRecord]]:
+    def _read_raw(self) -> dict:
         if not self.path.exists():
-            return None, []
+            return {}
         if self.path.stat().st_size > MAX_KEYS_FILE_BYTES:
             raise ValueError(f"{self.path} is larger than {MAX_KEYS_FILE_BYTES} bytes")
-        raw = json.loads(self.path.read_text() or "{}")
+        return json.loads(self.path.read_text() or "{}")
+
+    def _read_file(self) -> tuple[str | None, list[KeyRecord]]:
+        raw = self._read_raw()
         return raw.get("pepper_id"), [KeyRecord.model_validate(k) for k in raw.get("keys", [])]
+
+    def _read_limits(self) -> dict[str, OrgLimits]:
+        return {org: OrgLimits.model_validate(v) for org, v in self._read_raw().get("org_limits", {}).items()}
 
     def _read(self) -> list[KeyRecord]:
         return self._read_file()[1]
 
-    def _write(self, records: list[KeyRecord]) -> None:
+    def _write(self, records: list[KeyRecord], limits: dict[str, OrgLimits] | None = None) -> None:
         """Refuses to mix peppers in one file: keys hashed with another pepper would never match here."""
         made_with, existing = self._read_file()
         if made_with and made_with != pepper_id(self._pepper) and any(r.scheme == PEPPERED for r in existing):
             raise ValueError(f"{self.path} was hashed with another LORASERVE_KEY_PEPPER: set the one it was made "
                              "with (the one the services run with)")
+        limits = self._read_limits() if limits is None else limits
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         document = {"pepper_id": pepper_id(self._pepper), "keys": [r.model_dump(mode="json") for r in records]}
+        kept = {org: v.overrides() for org, v in sorted(limits.items()) if v.overrides()}
+        if kept:
+            document["org_limits"] = kept
         tmp.write_text(json.dumps(document, indent=2))
         os.chmod(tmp, 0o600)
         tmp.replace(self.path)
         self._loaded_mtime = None
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self._loaded_mtime is not None and now - self._checked_at < CACHE_SECONDS:
+        if not force and self._loaded_mtime is not None and now - self._checked_at < CACHE_SECONDS:
             return
         self._checked_at = now
         mtime = self.path.stat().st_mtime if self.path.exists() else 0.0
@@ -107,6 +127,7 @@ class FileIdentityStore(IdentityStore):
                           path=str(self.path))
             self._peppered = {r.digest: r for r in records if r.scheme == PEPPERED}
             self._legacy = {r.digest: r for r in records if r.scheme == LEGACY}
+            self._limits = self._read_limits()
             self._loaded_mtime = mtime
 
     def _find(self, api_key: str) -> KeyRecord | None:
@@ -153,6 +174,16 @@ class FileIdentityStore(IdentityStore):
         self._write(migrated)
         return sum(1 for old, new in zip(records, migrated, strict=True) if old is not new)
 
+    async def get_limits(self, org_id: str) -> OrgLimits:
+        # checked on creates only (not per request): a stat each time, so an `admin orgs set-limits` applies at once
+        self._refresh(force=True)
+        return self._limits.get(org_id, OrgLimits())
+
+    async def set_limits(self, org_id: str, limits: OrgLimits) -> OrgLimits:
+        _check_org(org_id)
+        self._write(self._read(), {**self._read_limits(), org_id: limits})
+        return limits
+
 
 class MongoIdentityStore(IdentityStore):
     """Key hashes in MongoDB (`identity.api_keys`), cached for CACHE_SECONDS per key. Records of earlier
@@ -160,6 +191,8 @@ class MongoIdentityStore(IdentityStore):
 
     def __init__(self, database, *, pepper: str):
         self.keys = database["api_keys"]
+        self.limits = database["org_limits"]
+        self._limits_cache: dict[str, tuple[float, OrgLimits]] = {}
         self._pepper = pepper
         self._cache: dict[str, tuple[float, str | None]] = {}
         self._indexed = False
@@ -215,6 +248,22 @@ class MongoIdentityStore(IdentityStore):
             changed += result.modified_count
         self._cache.clear()
         return changed
+
+    async def get_limits(self, org_id: str) -> OrgLimits:
+        cached = self._limits_cache.get(org_id)
+        if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        doc = await self.limits.find_one({"_id": org_id})
+        limits = OrgLimits.model_validate(doc.get("limits", {})) if doc else OrgLimits()
+        self._limits_cache[org_id] = (time.monotonic(), limits)
+        return limits
+
+    async def set_limits(self, org_id: str, limits: OrgLimits) -> OrgLimits:
+        _check_org(org_id)
+        await self.limits.update_one({"_id": org_id}, {"$set": {"limits": limits.overrides(),
+                                                                "updated_at": datetime.now(UTC)}}, upsert=True)
+        self._limits_cache.pop(org_id, None)
+        return limits
 
     async def ready(self) -> bool:
         try:

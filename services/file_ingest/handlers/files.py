@@ -13,6 +13,7 @@ from services.file_ingest.domain.files import FileRecord, UnknownPurpose, check_
 from services.file_ingest.domain.ids import new_file_id
 from services.file_ingest.domain.ranges import ByteRange, RangeInvalid, RangeNotSatisfiable, parse_range
 from services.file_ingest.events import publish_file_event
+from services.file_ingest.quota import file_deleted, new_file
 from services.file_ingest.streaming import StreamedForm, check_declared_length, stream_form
 from shared.contracts.common import ListEnvelope, ListParams
 from shared.contracts.errors import ApiError, BadRequest, Conflict, NotFound, ServiceUnavailable
@@ -86,12 +87,13 @@ class FileHandlers:
         max_bytes = self.ctx.settings.max_file_bytes
         check_declared_length(request, max_bytes)
         org, file_id = org_id(request), new_file_id()
+        await self.ctx.usage.precheck_file(org)  # before the body: a full org streams nothing
         key = file_object_key(org, file_id)
         form = await stream_form(request, blobs=self.ctx.blobs, file_field="file", key=key, max_bytes=max_bytes,
                                  check_field=_check_file_field)
         try:
             record = _record_from_form(org, file_id, form, self.ctx.now())
-            await self.ctx.files.insert(record)
+            await self._insert_within_quota(record)
         except BaseException:
             if form.stored is not None:
                 await self.ctx.blobs.delete(key)
@@ -99,6 +101,14 @@ class FileHandlers:
         log.info("file_created", file_id=file_id, bytes=record.bytes, purpose=record.purpose)
         await publish_file_event(self.ctx.bus, self.ctx.source, FileCreated, org, record.public())
         return json_response(record.public())
+
+    async def _insert_within_quota(self, record: FileRecord) -> None:
+        await self.ctx.usage.take(record.org_id, new_file(record.bytes))
+        try:
+            await self.ctx.files.insert(record)
+        except BaseException:
+            await self.ctx.usage.give(record.org_id, file_deleted(record.bytes))
+            raise
 
     async def _refs_known(self) -> None:
         """A file may only be deleted once the counts say for sure whether a LoRA holds it."""
@@ -164,6 +174,7 @@ class FileHandlers:
         deleted = await self.ctx.files.delete(record.org_id, record.id)
         if deleted is None:
             raise NotFound(f"No such File object: {record.id}", param="id", code="file_not_found")
+        await self.ctx.usage.give(deleted.org_id, file_deleted(deleted.bytes))
         try:
             await self.ctx.blobs.delete(deleted.object_key)
         except Exception:

@@ -15,6 +15,7 @@ from services.file_ingest.domain.uploads import (
     part_object_key,
 )
 from services.file_ingest.parts import delete_parts
+from services.file_ingest.quota import new_upload, upload_ended
 from services.file_ingest.streaming import check_declared_length, stream_form
 from shared.contracts.errors import BadRequest, Conflict, NotFound
 from shared.contracts.files import MAX_PART_IDS, CompleteUploadBody, CreateUploadBody, UploadPartObject
@@ -59,7 +60,12 @@ class UploadHandlers:
         upload = UploadRecord(id=new_upload_id(), org_id=org_id(request), filename=filename, bytes=body.bytes,
                               mime_type=body.mime_type, purpose=body.purpose, created_at=now,
                               expires_at=now + self.ctx.settings.upload_ttl_seconds)
-        await self.ctx.uploads.insert(upload)
+        await self.ctx.usage.take(upload.org_id, new_upload(upload.bytes))  # 403 quota_exceeded when no room
+        try:
+            await self.ctx.uploads.insert(upload)
+        except BaseException:
+            await self.ctx.usage.give(upload.org_id, upload_ended(upload.bytes))
+            raise
         log.info("upload_created", upload_id=upload.id, bytes=upload.bytes)
         return json_response(upload.public(now))
 
@@ -106,6 +112,7 @@ class UploadHandlers:
         cancelled = await self.ctx.uploads.cancel(upload.org_id, upload.id, self.ctx.now())
         if cancelled is None:
             raise Conflict(f"Upload {upload.id} changed while cancelling; try again", code="upload_not_pending")
+        await self.ctx.usage.give(cancelled.org_id, upload_ended(cancelled.bytes))
         await delete_parts(self.ctx.blobs, cancelled.parts)
         log.info("upload_cancelled", upload_id=upload.id)
         return json_response(cancelled.public(self.ctx.now()))
