@@ -17,6 +17,13 @@ TOKENS_PER_SECOND = Gauge("loraserve_worker_tokens_per_second", "Tokens per seco
                           ["model"])
 QUEUE_WAIT_SECONDS = Histogram("loraserve_worker_queue_wait_seconds", "Seconds a request waited before its prefill",
                                ["model"], buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120))
+# per model and completion window, never per LoRA (unbounded): per-LoRA figures come from the usage API
+FINISHED_REQUESTS = Counter("loraserve_worker_finished_requests_total", "Inference requests finished with a result",
+                            ["model", "completion_window"])
+PROMPT_TOKENS = Counter("loraserve_worker_prompt_tokens_total", "Prompt tokens of finished inference requests",
+                        ["model", "completion_window"])
+COMPLETION_TOKENS = Counter("loraserve_worker_completion_tokens_total",
+                            "Completion tokens of finished inference requests", ["model", "completion_window"])
 BATCH_SIZE = Histogram("loraserve_worker_batch_size", "Sequences decoded together per engine step", ["model"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
@@ -41,6 +48,14 @@ class PrometheusObserver(EngineObserver):
         if new_tokens:
             GENERATED_TOKENS.labels(self.model).inc(new_tokens)
             TOKENS_PER_SECOND.labels(self.model).set(new_tokens / max(seconds, 1e-9))
+
+
+def record_finished(model: str, completion_window: str | None, prompt_tokens: int, completion_tokens: int) -> None:
+    """One inference request that finished with a result (a job sent by an older router has no window)."""
+    window = completion_window or "unknown"
+    FINISHED_REQUESTS.labels(model, window).inc()
+    PROMPT_TOKENS.labels(model, window).inc(prompt_tokens)
+    COMPLETION_TOKENS.labels(model, window).inc(completion_tokens)
 
 
 def record_tier(model: str, tier: str):

@@ -72,4 +72,5 @@ def build_job(admitted: Admitted, *, response_id: str, org_id: str, messages: li
         response_id=response_id, org_id=org_id, model=admitted.model.id, model_slug=admitted.model.slug,
         messages=messages, sampling=sampling, adapter=admitted.lora.adapter if admitted.lora else None,
         background=background, stream=stream, deadline=datetime.fromtimestamp(deadline, UTC),
+        completion_window=admitted.window,
     )

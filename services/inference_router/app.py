@@ -9,7 +9,7 @@ from functools import partial
 import aiohttp
 from aiohttp import web
 
-from services.inference_router import chat_completions, messages, models, responses
+from services.inference_router import chat_completions, messages, models, responses, usage
 from services.inference_router.context import RouterContext
 from services.inference_router.dead_letters import dead_letter_handler, dead_letter_queues
 from services.inference_router.lora_sync import (
@@ -20,6 +20,7 @@ from services.inference_router.lora_sync import (
 )
 from services.inference_router.response_events import status_handler, sweep_forever
 from services.inference_router.response_repo import ResponseRepository
+from services.inference_router.usage_repo import UsageRepository
 from shared.clients.registry import RegistryClient
 from shared.contracts import topology
 from shared.platform import Platform, ServicePart
@@ -40,6 +41,7 @@ def routes(router: RouterContext) -> list[web.AbstractRouteDef]:
         web.post("/v1/messages", partial(messages.create_message, router)),
         web.get("/v1/models", models.list_models, allow_head=False),
         web.get("/v1/models/{model_id:.+}", models.get_model, allow_head=False),
+        web.get("/v1/organization/usage/completions", partial(usage.completions_usage, router), allow_head=False),
     ]
 
 
@@ -74,6 +76,7 @@ def lora_model_ctx(router: RouterContext, listing: ListingFactory):
 def responses_ctx(router: RouterContext):
     async def ctx(app: web.Application):
         await router.responses.ensure_indexes()
+        await router.usage.ensure_indexes()
         bus = router.platform.bus
         consumers = [await bus.consume(topology.ROUTER_RESPONSES_QUEUE, status_handler(router),
                                        prefetch=RESPONSE_EVENTS_PREFETCH)]
@@ -93,8 +96,9 @@ async def _unavailable_listing() -> list:
 
 
 def router_from(platform: Platform) -> RouterContext:
+    database = platform.documents.database(DATABASE)
     return RouterContext(platform=platform, loras=LoraDirectory(_unavailable_listing),
-                         responses=ResponseRepository(platform.documents.database(DATABASE)))
+                         responses=ResponseRepository(database), usage=UsageRepository(database))
 
 
 def part_for(router: RouterContext, listing: ListingFactory) -> ServicePart:

@@ -10,8 +10,10 @@ from services.inference_router.admission import Admitted, deadline_after
 from services.inference_router.dispatch import WorkerCall, publish_cancel
 from services.inference_router.lora_sync import LoraDirectory
 from services.inference_router.response_repo import ResponseRepository
+from services.inference_router.usage_meter import UsageMeter, kind_of
+from services.inference_router.usage_repo import UsageRepository
 from shared.contracts.messages import GenerateResponse
-from shared.http.requests import request_id
+from shared.http.requests import api_key_id, org_id, request_id
 from shared.platform import Platform
 
 
@@ -20,6 +22,7 @@ class RouterContext:
     platform: Platform
     loras: LoraDirectory
     responses: ResponseRepository
+    usage: UsageRepository
 
     @property
     def sync_timeout(self) -> float:
@@ -43,9 +46,12 @@ class RouterContext:
                                  correlation_id=correlation_id)
 
     def call(self, request: web.Request, job: GenerateResponse, admitted: Admitted) -> WorkerCall:
+        meter = UsageMeter(self.usage, org_id=org_id(request), api_key_id=api_key_id(request), model=job.model,
+                           lora_id=admitted.lora.id if admitted.lora else None, completion_window=admitted.window,
+                           kind=kind_of(request.path))
         return WorkerCall(self.platform.bus, job, source=self.platform.source,
                           correlation_id=request_id(request), priority=admitted.priority,
-                          first_timeout=self.sync_timeout, idle_timeout=self.idle_timeout(job))
+                          first_timeout=self.sync_timeout, idle_timeout=self.idle_timeout(job), meter=meter)
 
     def idle_timeout(self, job: GenerateResponse) -> float:
         """A stream hears from its worker every token; a non-streamed job only once, at the end."""

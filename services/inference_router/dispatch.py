@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Self
 
 from services.inference_router.metrics import FIRST_REPLY_SECONDS, OUTCOMES
+from services.inference_router.usage_meter import UsageMeter
 from shared.bus.base import Bus, BusError, ReplyStream
 from shared.contracts import topology
 from shared.contracts.cloudevents import CloudEvent
@@ -59,7 +60,7 @@ def no_worker_error(model: str, waited: float) -> ServiceUnavailable:
 
 class WorkerCall:
     def __init__(self, bus: Bus, job: GenerateResponse, *, source: str, correlation_id: str | None,
-                 priority: int, first_timeout: float, idle_timeout: float):
+                 priority: int, first_timeout: float, idle_timeout: float, meter: UsageMeter | None = None):
         self.bus = bus
         self.priority = priority
         self.job = job
@@ -67,6 +68,7 @@ class WorkerCall:
         self.correlation_id = correlation_id
         self.first_timeout = first_timeout
         self.idle_timeout = idle_timeout
+        self.meter = meter
         self.finished = False
         self._stream: ReplyStream | None = None
         self._first: Reply | None = None
@@ -105,6 +107,8 @@ class WorkerCall:
                     self.finished = True
                     OUTCOMES.labels(self.job.model, "finished" if isinstance(reply, ResponseFinished)
                                     else reply.code).inc()
+                    if isinstance(reply, ResponseFinished) and self.meter is not None:
+                        await self.meter.finished(self.job.response_id, reply, loop.time() - self._published_at)
                 return reply
             log.warning("ignored an unknown reply", type=event.type, response_id=self.job.response_id)
 

@@ -5,6 +5,7 @@ import asyncio
 import time
 
 from services.inference_router.context import RouterContext
+from services.inference_router.usage_meter import ends_with_usage, record_folded
 from shared.bus.base import Delivery
 from shared.contracts.messages import ResponseStatusChanged
 from shared.logging import get_logger
@@ -20,6 +21,8 @@ def status_handler(router: RouterContext):
             return
         event = ResponseStatusChanged.from_event(delivery.event)
         changed = await router.responses.apply(event)
+        if ends_with_usage(event):
+            await record_folded(router.usage, await router.responses.get(event.org_id, event.response_id))
         log.debug("response event folded", response_id=event.response_id, status=event.status, changed=changed)
     return handle
 

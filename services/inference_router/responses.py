@@ -19,7 +19,7 @@ from shared.bus.base import BusError
 from shared.contracts.errors import BadRequest, NotFound, ServiceUnavailable
 from shared.contracts.inference import ResponseCreateRequest
 from shared.contracts.messages import ResponseFinished
-from shared.http.requests import json_response, org_id, read_model, request_id
+from shared.http.requests import api_key_id, json_response, org_id, read_model, request_id
 from shared.logging import get_logger
 
 log = get_logger("inference_router.responses")
@@ -75,6 +75,7 @@ async def _start_background(request, router: RouterContext, body, admitted, resp
     deadline = router.background_deadline(admitted)
     org = org_id(request)
     doc = _document(body, admitted, response_id, org, messages, "queued", deadline)
+    doc["api_key_id"] = api_key_id(request)  # for its usage record, written when its status events end it
     await router.responses.insert(doc)
     job = build_job(admitted, response_id=response_id, org_id=org, messages=messages, sampling=sampling,
                     deadline=deadline, background=True)

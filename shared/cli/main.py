@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.cli import admin, client, demo, run
+from shared.cli import admin, client, demo, run, usage
 
 
 def parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def parser() -> argparse.ArgumentParser:
     admin.register(sub)
     client.register(sub)
     demo.register(sub)
+    usage.register(sub)
     return root
 
 

@@ -167,6 +167,7 @@ class GenerateResponse(Message):
     stream: bool = False
     deadline: datetime | None = None
     validation_id: str | None = None  # set when this request validates an adapter
+    completion_window: str | None = None  # the caller's window, for the worker's metrics (absent: older routers)
 
     def routing_key(self) -> str:
         return t.inference_key(self.model_slug)

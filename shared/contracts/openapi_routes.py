@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from shared.contracts import files as f
 from shared.contracts import inference as inf
 from shared.contracts import loras as lo
+from shared.contracts import usage as us
 from shared.contracts.common import ListEnvelope, ListParams
 
 API_VERSION = "1.0.0"
@@ -171,4 +172,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/models", "listModels", "List the catalogue's models", "Models", ModelList),
     Operation("get", "/v1/models/{model_id}", "retrieveModel", "Retrieve a model with its LoRA limits",
               "Models", inf.ModelObject, errors=(404,)),
+    Operation("get", "/v1/organization/usage/completions", "usageCompletions",
+              "The organization's completions usage in time buckets, by model, API key and LoRA (OpenAI's "
+              "shape; arrays as `group_by=a&group_by=b`, `group_by[]=a` or `group_by=a,b`)", "Usage",
+              us.UsagePage, query=us.UsageQuery, errors=(400,)),
 )

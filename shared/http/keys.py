@@ -7,4 +7,5 @@ from shared.platform import Platform
 
 PLATFORM = web.AppKey("platform", Platform)
 ORG_ID = web.RequestKey("org_id", str)
+API_KEY_ID = web.RequestKey("api_key_id", str)  # the caller's key record id, when the store knows it
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from shared.contracts.errors import ApiError, BadRequest, InternalError, NotFound, Unauthorized
-from shared.http.keys import ORG_ID, PLATFORM, REQUEST_ID
+from shared.http.keys import API_KEY_ID, ORG_ID, PLATFORM, REQUEST_ID
 from shared.logging import correlation_id, get_logger
 
 log = get_logger("http")
@@ -135,10 +135,14 @@ async def auth_middleware(request: web.Request, handler):
         if not key:
             raise Unauthorized("You didn't provide an API key. Pass it as 'Authorization: Bearer KEY' or 'x-api-key'.",
                                code="missing_api_key")
-        org = await request.app[PLATFORM].identity.org_for_key(key)
+        identity = request.app[PLATFORM].identity
+        org = await identity.org_for_key(key)
         if org is None:
             raise Unauthorized("Incorrect API key provided.", code="invalid_api_key")
         request[ORG_ID] = org
+        key_id = await identity.key_id_for(key)
+        if key_id:
+            request[API_KEY_ID] = key_id
         structlog.contextvars.bind_contextvars(org_id=org)
         try:
             return await handler(request)

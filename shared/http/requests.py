@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from shared.http.keys import ORG_ID, REQUEST_ID
+from shared.http.keys import API_KEY_ID, ORG_ID, REQUEST_ID
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_MAX_JSON = 4 * 1024 * 1024
@@ -19,6 +19,11 @@ MAX_JSON_DEPTH = 64
 
 def org_id(request: web.Request) -> str:
     return request[ORG_ID]
+
+
+def api_key_id(request: web.Request) -> str | None:
+    """The id of the API key the caller authenticated with (None where the identity store has no ids)."""
+    return request.get(API_KEY_ID)
 
 
 def request_id(request: web.Request) -> str:

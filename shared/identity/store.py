@@ -36,6 +36,10 @@ class IdentityStore(abc.ABC):
     async def org_for_key(self, api_key: str) -> str | None:
         """The org of an active key, or None."""
 
+    async def key_id_for(self, api_key: str) -> str | None:
+        """The id of an active key's record (not secret: usage reports name keys by it), or None."""
+        return None
+
     @abc.abstractmethod
     async def create(self, org_id: str, api_key: str | None = None) -> tuple[KeyRecord, str]:
         """Store a new key's hash; returns the record and the key (shown once)."""
@@ -139,6 +143,11 @@ class FileIdentityStore(IdentityStore):
         record = self._find(api_key)
         return record.org_id if record and record.active else None
 
+    async def key_id_for(self, api_key: str) -> str | None:
+        self._refresh()
+        record = self._find(api_key)
+        return record.id if record and record.active else None
+
     async def create(self, org_id: str, api_key: str | None = None) -> tuple[KeyRecord, str]:
         _check_org(org_id)
         api_key = api_key or generate_key()
@@ -195,6 +204,7 @@ class MongoIdentityStore(IdentityStore):
         self._limits_cache: dict[str, tuple[float, OrgLimits]] = {}
         self._pepper = pepper
         self._cache: dict[str, tuple[float, str | None]] = {}
+        self._key_ids: dict[str, tuple[float, str | None]] = {}
         self._indexed = False
 
     async def _ensure_index(self) -> None:
@@ -217,7 +227,16 @@ class MongoIdentityStore(IdentityStore):
         doc = await self.keys.find_one({"$or": [{"digest": digest}, {"sha256": plain}], "revoked_at": None})
         org = doc["org_id"] if doc else None
         self._cache[digest] = (time.monotonic(), org)
+        self._key_ids[digest] = (time.monotonic(), doc.get("id") if doc else None)
         return org
+
+    async def key_id_for(self, api_key: str) -> str | None:
+        digest = pepper_digest(self._pepper, legacy_digest(api_key))
+        cached = self._key_ids.get(digest)
+        if not cached or time.monotonic() - cached[0] >= CACHE_SECONDS:
+            await self.org_for_key(api_key)  # not cached yet (or stale): one look-up fills both
+            cached = self._key_ids.get(digest)
+        return cached[1] if cached else None
 
     async def create(self, org_id: str, api_key: str | None = None) -> tuple[KeyRecord, str]:
         _check_org(org_id)

@@ -15,6 +15,7 @@ from services.gpu_worker.engines.torch_engine.sequence import RequestUpdate
 from services.gpu_worker.errors import DEADLINE_EXCEEDED, INVALID_REQUEST, WORKER_LOST, AdapterRejected
 from services.gpu_worker.jobs.job_parsing import parse_pool_job
 from services.gpu_worker.jobs.outcomes import ReplyStream, ResponseEvents
+from services.gpu_worker.metrics import record_finished
 from services.gpu_worker.worker import Worker
 from shared.bus.base import Delivery
 from shared.contracts.messages import GenerateResponse
@@ -87,6 +88,7 @@ async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, even
         return
     await replies.finished(final)
     await events.finished(final)
+    record_finished(job.model, job.completion_window, final.prompt_tokens, final.completion_tokens)
     log.info("response_finished", response_id=job.response_id, finish_reason=final.finish_reason,
              completion_tokens=final.completion_tokens, lora_id=job.adapter.lora_id if job.adapter else None)
 
