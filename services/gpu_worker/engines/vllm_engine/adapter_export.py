@@ -57,8 +57,9 @@ def export_for_vllm(weights: AdapterWeights, out_dir: Path, key_prefix: str) -> 
     leaf_names: set[str] = set()
     for target, factors in weights.factors.items():
         for module, (a, b) in _module_tensors(target, factors, rank).items():
-            tensors[f"{key_prefix}{module}.lora_A.weight"] = a.contiguous()
-            tensors[f"{key_prefix}{module}.lora_B.weight"] = b.contiguous()
+            # copies: gate and up share one A, and slices share their expert tensor's storage
+            tensors[f"{key_prefix}{module}.lora_A.weight"] = a.clone(memory_format=torch.contiguous_format)
+            tensors[f"{key_prefix}{module}.lora_B.weight"] = b.clone(memory_format=torch.contiguous_format)
             leaf_names.add(module.rsplit(".", 1)[-1])
     config = {
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": rank,
