@@ -25,6 +25,9 @@ tools:
 rabbitmq:
 	bash deploy/ensure-rabbitmq.sh
 
+redis:
+	bash deploy/ensure-redis.sh
+
 # the vLLM worker's own virtualenv, cached outside the clone (~/.cache/loraserve/vllm-*)
 vllm:
 	bash deploy/ensure-vllm.sh
@@ -32,7 +35,7 @@ vllm:
 dev: setup
 	$(VENV)/bin/loraserve dev
 
-test: setup rabbitmq tools vllm
+test: setup rabbitmq redis tools vllm
 	$(PY) -m pytest -q $(wildcard $(TEST_PATHS))
 	$(VLLM_PY) -m pytest -q -o addopts= tests/vllm
 

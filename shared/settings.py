@@ -133,3 +133,13 @@ class Settings(BaseSettings):
     quota_stored_bytes: int = Field(1024**4, ge=0)  # 1 TiB: files plus pending uploads' declared bytes
     quota_pending_uploads: int = Field(100, ge=0)
     quota_validations_in_flight: int = Field(100, ge=0)  # validation records pending or running
+
+    # rate limits on the inference APIs per org and per API key: fixed windows of ratelimit_window_seconds
+    # (the "per minute" limits count per window); over one -> 429 with retry-after. None: no limit
+    redis_url: str | None = None  # unset: each process counts on its own (the embedded default)
+    ratelimit_window_seconds: float = Field(60.0, gt=0)
+    ratelimit_requests_per_minute: int | None = Field(3000, ge=1)
+    ratelimit_tokens_per_minute: int | None = Field(2_000_000, ge=1)
+    ratelimit_key_requests_per_minute: int | None = Field(None, ge=1)
+    ratelimit_key_tokens_per_minute: int | None = Field(None, ge=1)
+    ratelimit_fail_open: bool = True  # when the limiter cannot answer: admit (True) or 503 (False)

@@ -18,12 +18,14 @@ from services.inference_router.lora_sync import (
     LoraDirectory,
     registry_listing,
 )
+from services.inference_router.rate_limits import RateLimits
 from services.inference_router.response_events import status_handler, sweep_forever
 from services.inference_router.response_repo import ResponseRepository
 from services.inference_router.usage_repo import UsageRepository
 from shared.clients.registry import RegistryClient
 from shared.contracts import topology
 from shared.platform import Platform, ServicePart
+from shared.ratelimit import limiter_for
 
 NAME = "inference-router"
 DATABASE = "inference_router"
@@ -86,6 +88,7 @@ def responses_ctx(router: RouterContext):
         sweeper = asyncio.get_running_loop().create_task(sweep_forever(router))
         yield
         await _stop(sweeper)
+        await router.limits.close()
         for consumer in consumers:
             await consumer.close()
     return ctx
@@ -98,7 +101,8 @@ async def _unavailable_listing() -> list:
 def router_from(platform: Platform) -> RouterContext:
     database = platform.documents.database(DATABASE)
     return RouterContext(platform=platform, loras=LoraDirectory(_unavailable_listing),
-                         responses=ResponseRepository(database), usage=UsageRepository(database))
+                         responses=ResponseRepository(database), usage=UsageRepository(database),
+                         limits=RateLimits(platform.settings, limiter_for(platform.settings.redis_url)))
 
 
 def part_for(router: RouterContext, listing: ListingFactory) -> ServicePart:

@@ -82,6 +82,7 @@ async def create_chat_completion(router: RouterContext, request: web.Request) ->
     messages, sampling = chat_request(body)
     admitted = await admit(router.platform.catalogue, router.loras, org_id(request), body.model, body.metadata,
                            messages, "messages")
+    await router.limits.admit(request, admitted, messages)
     completion_id, created = new_id("chatcmpl-"), int(time.time())
     job = build_job(admitted, response_id=completion_id, org_id=org_id(request), messages=messages,
                     sampling=sampling, deadline=router.sync_deadline(admitted), stream=bool(body.stream))

@@ -73,10 +73,15 @@ def routing_of(metadata: dict[str, str]) -> Routing:
     return Routing(lora_ref=lora_ref, window=window)
 
 
+def estimated_prompt_tokens(model: ModelEntry, texts: list[str]) -> int:
+    """The fewest tokens these texts can take in the model's tokenizer (no tokenizer in the router)."""
+    return sum(len(text) for text in texts) // TOKEN_CHARS_BOUND.get(model.id, DEFAULT_TOKEN_CHARS_BOUND)
+
+
 def check_prompt_fits(model: ModelEntry, texts: list[str], param: str) -> None:
     """Refuse, before it reaches a queue, a prompt that cannot leave the model room for one output token."""
     context = model.architecture.max_position_embeddings
-    at_least = sum(len(text) for text in texts) // TOKEN_CHARS_BOUND.get(model.id, DEFAULT_TOKEN_CHARS_BOUND)
+    at_least = estimated_prompt_tokens(model, texts)
     if at_least >= context:
         raise BadRequest(f"The prompt is too long for model '{model.id}': it has at least {at_least} tokens and the "
                          f"model's context holds {context} tokens, prompt and output together. Shorten the "

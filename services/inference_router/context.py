@@ -9,6 +9,7 @@ from aiohttp import web
 from services.inference_router.admission import Admitted, deadline_after
 from services.inference_router.dispatch import WorkerCall, publish_cancel
 from services.inference_router.lora_sync import LoraDirectory
+from services.inference_router.rate_limits import RATE_GRANT, RateLimits, SettlingMeter
 from services.inference_router.response_repo import ResponseRepository
 from services.inference_router.usage_meter import UsageMeter, kind_of
 from services.inference_router.usage_repo import UsageRepository
@@ -23,6 +24,7 @@ class RouterContext:
     loras: LoraDirectory
     responses: ResponseRepository
     usage: UsageRepository
+    limits: RateLimits
 
     @property
     def sync_timeout(self) -> float:
@@ -49,6 +51,9 @@ class RouterContext:
         meter = UsageMeter(self.usage, org_id=org_id(request), api_key_id=api_key_id(request), model=job.model,
                            lora_id=admitted.lora.id if admitted.lora else None, completion_window=admitted.window,
                            kind=kind_of(request.path))
+        grant = request.get(RATE_GRANT)
+        if grant is not None:
+            meter = SettlingMeter(meter, self.limits, grant)
         return WorkerCall(self.platform.bus, job, source=self.platform.source,
                           correlation_id=request_id(request), priority=admitted.priority,
                           first_timeout=self.sync_timeout, idle_timeout=self.idle_timeout(job), meter=meter)

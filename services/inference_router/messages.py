@@ -71,6 +71,7 @@ async def create_message(router: RouterContext, request: web.Request) -> web.Str
     messages, sampling = messages_request(body)
     admitted = await admit(router.platform.catalogue, router.loras, org_id(request), body.model, body.metadata,
                            messages, "messages")
+    await router.limits.admit(request, admitted, messages)
     message_id = new_id("msg_")
     job = build_job(admitted, response_id=message_id, org_id=org_id(request), messages=messages,
                     sampling=sampling, deadline=router.sync_deadline(admitted), stream=bool(body.stream))

@@ -52,6 +52,7 @@ async def create_response(router: RouterContext, request: web.Request) -> web.St
     messages, sampling = responses_request(body)
     org = org_id(request)
     admitted = await admit(router.platform.catalogue, router.loras, org, body.model, body.metadata, messages, "input")
+    await router.limits.admit(request, admitted, messages)
     response_id = new_id("resp_")
     if body.background:
         return await _start_background(request, router, body, admitted, response_id, messages, sampling)

@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.contracts.openapi import document as openapi_document
-from shared.http.keys import PLATFORM, REQUEST_ID
+from shared.http.keys import PLATFORM, REQUEST_ID, RESPONSE_HEADERS
 from shared.http.middleware import (
     PUBLIC_PREFIX,
     auth_middleware,
@@ -68,6 +68,11 @@ async def stamp_request_id(request: web.Request, response: web.StreamResponse) -
         response.headers["x-request-id"] = rid
 
 
+async def stamp_response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """What a handler put in RESPONSE_HEADERS goes on whatever answers it: a body, a stream or an error."""
+    response.headers.update(request.get(RESPONSE_HEADERS) or {})
+
+
 def platform_lifecycle(platform: Platform):
     async def ctx(app: web.Application):
         await platform.bus.start()
@@ -96,6 +101,7 @@ def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
     app[PLATFORM] = platform
     app[PARTS] = parts
     app.on_response_prepare.append(stamp_request_id)
+    app.on_response_prepare.append(stamp_response_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -1,0 +1,12 @@
+"""Which limiter a process uses: Redis when a URL is set (limits shared by replicas), else in process."""
+from __future__ import annotations
+
+from shared.ratelimit.limits import Limiter
+from shared.ratelimit.memory import InProcessLimiter
+
+
+def limiter_for(redis_url: str | None) -> Limiter:
+    if redis_url:
+        from shared.ratelimit.redis_limiter import RedisLimiter
+        return RedisLimiter(redis_url)
+    return InProcessLimiter()
