@@ -48,7 +48,7 @@ def test_every_http_service_and_a_worker_per_cpu_model_run():
     for model in local_models:
         assert ("worker", "--model", model.id) in commands
         assert commands[("worker", "--model", model.id)] == f"worker-{model.slug}"
-    assert {"rabbitmq", "mongodb", "minio", "gateway"} <= set(SERVICES)
+    assert {"rabbitmq", "mongodb", "minio", "redis", "gateway"} <= set(SERVICES)
 
 
 def test_every_long_running_service_has_a_health_check():
@@ -136,7 +136,7 @@ def test_the_gateway_routes_like_the_ingress_and_never_internal():
     assert published == ["127.0.0.1:8080:8080"] and "listen 8080;" in conf
 
 
-@pytest.mark.parametrize("name", ["rabbitmq", "mongodb", "minio", "gateway"])
+@pytest.mark.parametrize("name", ["rabbitmq", "mongodb", "minio", "redis", "gateway"])
 def test_dependency_images_are_pinned(name):
     image = SERVICES[name]["image"]
     assert ":" in image and not image.endswith(":latest")

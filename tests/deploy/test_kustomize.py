@@ -47,15 +47,18 @@ def test_every_custom_resource_has_what_its_crd_requires(rendered, overlay):
 
 
 def test_prod_runs_each_dependency_through_its_operator(rendered):
-    kinds = {d["kind"] for d in rendered("prod")}
-    assert {"RabbitmqCluster", "MongoDBCommunity", "Tenant"} <= kinds
-    assert "StatefulSet" not in kinds
+    docs = rendered("prod")
+    assert {"RabbitmqCluster", "MongoDBCommunity", "Tenant"} <= {d["kind"] for d in docs}
+    # the one plain StatefulSet: Redis, holding only rate limit counters, nothing on a volume
+    statefulsets = [d for d in docs if d["kind"] == "StatefulSet"]
+    assert [d["metadata"]["name"] for d in statefulsets] == ["redis"]
+    assert not statefulsets[0]["spec"].get("volumeClaimTemplates")
 
 
 def test_dev_runs_each_dependency_as_a_plain_statefulset(rendered):
     docs = rendered("dev")
     statefulsets = {d["metadata"]["labels"].get("loraserve.io/dependency") for d in docs if d["kind"] == "StatefulSet"}
-    assert statefulsets == {"rabbitmq", "mongodb", "minio"}
+    assert statefulsets == {"rabbitmq", "mongodb", "minio", "redis"}
     assert not {"RabbitmqCluster", "MongoDBCommunity", "Tenant"} & {d["kind"] for d in docs}
 
 
