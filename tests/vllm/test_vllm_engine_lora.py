@@ -3,46 +3,24 @@ import asyncio
 import uuid
 
 import pytest
-import pytest_asyncio
 
 from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest
-from services.gpu_worker.engines.vllm_engine.engine import VllmEngine
-from services.gpu_worker.engines.vllm_engine.model_dir import VllmOptions, model_directory
 from services.gpu_worker.errors import AdapterRejected
-from shared.catalogue.catalogue import load_catalogue
 from tests.vllm.conftest import DENSE
 from tests.vllm.peft_adapters import make_adapter, peft_greedy
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+MODEL = DENSE
 MAX_TOKENS = 24
 PROMPTS = ["Hello there", "What is a LoRA?", "Tell me a story about a cat", "2 + 2 ="]
 SERVED = ["attention-r8", "mlp-r4", "patterns", "rslora-r16"]
 
 
 @pytest.fixture(scope="module")
-def options(data_dir):
-    # two adapters registered at once (one kept free for load-before-evict): four force evictions
-    return VllmOptions(slots=2, cpu_adapters=3, max_batch=8, data_dir=data_dir)
-
-
-@pytest.fixture(scope="module")
-def model_dir(options):
-    return model_directory(load_catalogue().get(DENSE), options)
-
-
-@pytest.fixture(scope="module")
 def adapter_dirs(model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("peft")
     return {name: make_adapter(model_dir, name, root / name, seed=i) for i, name in enumerate([*SERVED, "kv-b"])}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine(options):
-    engine = VllmEngine(load_catalogue().get(DENSE), options)
-    await engine.start()
-    yield engine
-    await engine.stop()
 
 
 def read(engine, adapter_dir):

@@ -7,37 +7,16 @@ partly. The MoE LoRA path itself is checked on a GPU by tests/gpu/vllm_moe_lora.
 import uuid
 
 import pytest
-import pytest_asyncio
 
 from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest
-from services.gpu_worker.engines.vllm_engine.engine import VllmEngine
-from services.gpu_worker.engines.vllm_engine.model_dir import VllmOptions, model_directory
 from services.gpu_worker.errors import AdapterRejected
-from shared.catalogue.catalogue import load_catalogue
 from tests.vllm.conftest import MOE
 from tests.vllm.peft_adapters import make_adapter, peft_greedy
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+MODEL = MOE
 MAX_TOKENS = 24
-
-
-@pytest.fixture(scope="module")
-def options(data_dir):
-    return VllmOptions(slots=2, cpu_adapters=3, max_batch=4, data_dir=data_dir)
-
-
-@pytest.fixture(scope="module")
-def model_dir(options):
-    return model_directory(load_catalogue().get(MOE), options)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine(options):
-    engine = VllmEngine(load_catalogue().get(MOE), options)
-    await engine.start()
-    yield engine
-    await engine.stop()
 
 
 async def test_the_moe_model_starts_without_lora_and_matches_transformers(engine, model_dir):

@@ -40,6 +40,11 @@ class RegisteredAdapters:
     def __contains__(self, key: str) -> bool:
         return key in self._registered
 
+    @property
+    def in_use(self) -> int:
+        """Adapters a running request uses now."""
+        return len(self._in_use)
+
     async def acquire(self, adapter: VllmAdapter) -> LoRARequest:
         """The adapter's LoRARequest, registered with vLLM; `release` it when its request ends."""
         async with self._changed:

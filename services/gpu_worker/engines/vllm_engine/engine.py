@@ -110,7 +110,7 @@ class VllmEngine:
 
     @property
     def slots_in_use(self) -> int:
-        return len(self.adapters._in_use) if self.adapters else 0
+        return self.adapters.in_use if self.adapters else 0
 
     # -- prompts and adapters ---------------------------------------------------------
     def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
