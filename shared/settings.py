@@ -143,3 +143,4 @@ class Settings(BaseSettings):
     ratelimit_key_requests_per_minute: int | None = Field(None, ge=1)
     ratelimit_key_tokens_per_minute: int | None = Field(None, ge=1)
     ratelimit_fail_open: bool = True  # when the limiter cannot answer: admit (True) or 503 (False)
+    redis_password: str = ""  # redis-server's --requirepass (required in production with a URL)

@@ -102,7 +102,8 @@ def router_from(platform: Platform) -> RouterContext:
     database = platform.documents.database(DATABASE)
     return RouterContext(platform=platform, loras=LoraDirectory(_unavailable_listing),
                          responses=ResponseRepository(database), usage=UsageRepository(database),
-                         limits=RateLimits(platform.settings, limiter_for(platform.settings.redis_url)))
+                         limits=RateLimits(platform.settings, limiter_for(platform.settings.redis_url,
+                                                                           platform.settings.redis_password)))
 
 
 def part_for(router: RouterContext, listing: ListingFactory) -> ServicePart:

@@ -5,8 +5,9 @@ from shared.ratelimit.limits import Limiter
 from shared.ratelimit.memory import InProcessLimiter
 
 
-def limiter_for(redis_url: str | None) -> Limiter:
+def limiter_for(redis_url: str | None, password: str | None = None) -> Limiter:
+    """`password`: settings.redis_password (LORASERVE_REDIS_PASSWORD), which production requires with a URL."""
     if redis_url:
         from shared.ratelimit.redis_limiter import RedisLimiter
-        return RedisLimiter(redis_url)
+        return RedisLimiter(redis_url, password=password)
     return InProcessLimiter()

@@ -44,11 +44,14 @@ TIMEOUT_SECONDS = 0.5
 
 
 class RedisLimiter:
-    def __init__(self, url: str, prefix: str = "loraserve:rl:", timeout: float = TIMEOUT_SECONDS):
+    def __init__(self, url: str, prefix: str = "loraserve:rl:", timeout: float = TIMEOUT_SECONDS,
+                 password: str | None = None):
         import redis.asyncio as aioredis  # imported here: processes without a Redis URL never need it
 
-        # the client connects on first use, never at construction
-        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        # the client connects on first use, never at construction. The password is apart from the URL so it can
+        # come from its own Secret unescaped; a password written in the URL wins over it
+        self._redis = aioredis.Redis.from_url(url, password=password or None, socket_connect_timeout=timeout,
+                                              socket_timeout=timeout)
         self._prefix, self._timeout = prefix, timeout
         self._acquire = self._redis.register_script(ACQUIRE)
         self._settle = self._redis.register_script(SETTLE)
