@@ -26,6 +26,17 @@ QUOTA_LABELS = {
     "pending_uploads": "pending uploads",
     "validations_in_flight": "validations in flight",
 }
+# rate and concurrency limits an operator may override per org the same way (429s, not quotas)
+RATE_LABELS = {
+    "requests_per_minute": "inference requests per window",
+    "tokens_per_minute": "inference tokens per window",
+    "management_requests_per_minute": "management API requests per window",
+    "concurrent_streams": "concurrent streams",
+    "concurrent_uploads": "concurrent uploads",
+    "upload_bytes_in_flight": "upload bytes in flight",
+    "inflight_jobs": "inference jobs queued or running per model",
+}
+LIMIT_LABELS = {**QUOTA_LABELS, **RATE_LABELS}
 MAX_LIMIT = 2**62  # fits a MongoDB int64 with room for the sums compared with it
 
 
@@ -38,6 +49,13 @@ class OrgLimits(BaseModel):
     stored_bytes: int | None = Field(None, ge=0, le=MAX_LIMIT)
     pending_uploads: int | None = Field(None, ge=0, le=MAX_LIMIT)
     validations_in_flight: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    requests_per_minute: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    tokens_per_minute: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    management_requests_per_minute: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    concurrent_streams: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    concurrent_uploads: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    upload_bytes_in_flight: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    inflight_jobs: int | None = Field(None, ge=1, le=MAX_LIMIT)
 
     def overrides(self) -> dict[str, int]:
         return {name: value for name, value in self.model_dump().items() if value is not None}
@@ -52,6 +70,14 @@ class EffectiveLimits(BaseModel):
     stored_bytes: int
     pending_uploads: int
     validations_in_flight: int
+    # None: the setting is unset, no limit
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    management_requests_per_minute: int | None
+    concurrent_streams: int | None
+    concurrent_uploads: int | None
+    upload_bytes_in_flight: int | None
+    inflight_jobs: int | None
 
 
 class OrgLimitsView(BaseModel):
@@ -64,7 +90,14 @@ class OrgLimitsView(BaseModel):
 def default_limits(settings: Settings) -> EffectiveLimits:
     return EffectiveLimits(loras=settings.quota_loras, files=settings.quota_files,
                            stored_bytes=settings.quota_stored_bytes, pending_uploads=settings.quota_pending_uploads,
-                           validations_in_flight=settings.quota_validations_in_flight)
+                           validations_in_flight=settings.quota_validations_in_flight,
+                           requests_per_minute=settings.ratelimit_requests_per_minute,
+                           tokens_per_minute=settings.ratelimit_tokens_per_minute,
+                           management_requests_per_minute=settings.ratelimit_management_requests_per_minute,
+                           concurrent_streams=settings.ratelimit_concurrent_streams,
+                           concurrent_uploads=settings.ratelimit_concurrent_uploads,
+                           upload_bytes_in_flight=settings.ratelimit_upload_bytes_in_flight,
+                           inflight_jobs=settings.fair_org_inflight_jobs)
 
 
 def effective_limits(settings: Settings, overrides: OrgLimits) -> EffectiveLimits:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -116,8 +117,20 @@ class Settings(BaseSettings):
         if not self.production:
             return []
         problems = [service_token and secret_problem("LORASERVE_SERVICE_TOKEN", self.service_token, DEV_SERVICE_TOKEN),
-                    key_pepper and secret_problem("LORASERVE_KEY_PEPPER", self.key_pepper, DEV_KEY_PEPPER)]
+                    key_pepper and secret_problem("LORASERVE_KEY_PEPPER", self.key_pepper, DEV_KEY_PEPPER),
+                    self.redis_password_problem()]
         return [p for p in problems if p]
+
+    def redis_password_problem(self) -> str | None:
+        """A process given a Redis URL needs its password: an open Redis lets anything that reaches it reset
+        every org's rate limits. Redis checks passwords fast, so the same length rule as the other secrets."""
+        if not self.redis_url:
+            return None
+        password = self.redis_password or urlsplit(self.redis_url).password or ""
+        if not password:
+            return ("LORASERVE_REDIS_URL is set but Redis has no password: set LORASERVE_REDIS_PASSWORD to the "
+                    "password redis-server requires (--requirepass), e.g. \"$(openssl rand -hex 32)\"")
+        return secret_problem("LORASERVE_REDIS_PASSWORD", password, dev_default="")
 
     def require_safe(self, service_token: bool = True, key_pepper: bool = True) -> None:
         """Raise UnsafeSettings (exit status 1 with the reasons) when production secrets are missing or weak."""
@@ -137,10 +150,28 @@ class Settings(BaseSettings):
     # rate limits on the inference APIs per org and per API key: fixed windows of ratelimit_window_seconds
     # (the "per minute" limits count per window); over one -> 429 with retry-after. None: no limit
     redis_url: str | None = None  # unset: each process counts on its own (the embedded default)
+    redis_password: str = ""  # redis-server's --requirepass (required in production with a URL)
     ratelimit_window_seconds: float = Field(60.0, gt=0)
     ratelimit_requests_per_minute: int | None = Field(3000, ge=1)
     ratelimit_tokens_per_minute: int | None = Field(2_000_000, ge=1)
     ratelimit_key_requests_per_minute: int | None = Field(None, ge=1)
     ratelimit_key_tokens_per_minute: int | None = Field(None, ge=1)
     ratelimit_fail_open: bool = True  # when the limiter cannot answer: admit (True) or 503 (False)
-    redis_password: str = ""  # redis-server's --requirepass (required in production with a URL)
+    # per org on the management APIs (everything under /v1 but the three inference POSTs), in every service
+    ratelimit_management_requests_per_minute: int | None = Field(1200, ge=1)
+    # concurrency per org, held as leases that expire lease_ttl_seconds after their holder's last renewal
+    # (a replica that crashed frees its leases by then): streams are SSE /v1/events and streamed responses
+    ratelimit_concurrent_streams: int | None = Field(100, ge=1)
+    ratelimit_concurrent_uploads: int | None = Field(32, ge=1)  # part and file uploads being received
+    ratelimit_upload_bytes_in_flight: int | None = Field(8 * 1024**3, ge=1)  # their Content-Lengths summed
+    lease_ttl_seconds: float = Field(30.0, gt=0)
+
+    # fair scheduling across orgs before the shared queue: an org has at most fair_org_inflight_jobs jobs per
+    # model published and not finished, a model at most fair_model_inflight_jobs; the rest wait at the router
+    # in per-org queues drained by deficit round-robin over their estimated tokens
+    fair_scheduling: bool = True
+    fair_org_inflight_jobs: int | None = Field(8, ge=1)
+    fair_model_inflight_jobs: int = Field(64, ge=1)
+    fair_quantum_tokens: int = Field(4096, ge=1)
+    fair_org_queue: int = Field(1000, ge=1)  # requests one org may have waiting at one router replica
+    worker_org_max_running: int | None = Field(None, ge=1)  # per org in a worker's batch; None: half of it

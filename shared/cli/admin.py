@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from shared.quotas import QUOTA_LABELS, OrgLimits, Quotas
+from shared.quotas import LIMIT_LABELS, OrgLimits, Quotas
 from shared.settings import DEV_KEY_PEPPER, Settings
 
 
@@ -57,13 +57,13 @@ def _limit(value: str) -> int | str:
 
 
 def _register_orgs(admin_sub) -> None:
-    orgs = admin_sub.add_parser("orgs", help="per-org quota limits (over the LORASERVE_QUOTA_* defaults)")
+    orgs = admin_sub.add_parser("orgs", help="per-org quotas and rate limits (over the LORASERVE_QUOTA_*, _RATELIMIT_* and _FAIR_* defaults)")
     orgs_sub = orgs.add_subparsers(dest="orgs_command", required=True)
-    set_limits = orgs_sub.add_parser("set-limits", help="override an org's quotas; the flags not given are kept")
+    set_limits = orgs_sub.add_parser("set-limits", help="override an org's quotas and rate limits; the flags not given are kept")
     set_limits.add_argument("org")
-    for name in QUOTA_LABELS:
+    for name in LIMIT_LABELS:
         set_limits.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_limit, metavar="N",
-                                help=f"{QUOTA_LABELS[name]} (a number, or `default`)")
+                                help=f"{LIMIT_LABELS[name]} (a number, or `default`)")
     set_limits.add_argument("--reset", action="store_true", help="drop every override first")
     set_limits.set_defaults(handler=cmd_orgs_set_limits)
     show = orgs_sub.add_parser("show", help="an org's quota limits: the overrides and the limits in force")
@@ -120,14 +120,15 @@ def _print_limits(quotas: Quotas, org: str) -> None:
     view = asyncio.run(quotas.view(org))
     overrides = view.overrides.overrides()
     print(f"org {view.org_id}")
-    for name in QUOTA_LABELS:
+    for name in LIMIT_LABELS:
         origin = "override" if name in overrides else "default"
-        print(f"  {name}\t{getattr(view.effective, name)}\t({origin})")
+        value = getattr(view.effective, name)
+        print(f"  {name}\t{'none' if value is None else value}\t({origin})")
 
 
 def cmd_orgs_set_limits(args) -> int:
     identity = _identity()
-    given = {name: getattr(args, name) for name in QUOTA_LABELS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in LIMIT_LABELS if getattr(args, name) is not None}
 
     async def update() -> None:
         current = OrgLimits() if args.reset else await identity.get_limits(args.org)

@@ -24,8 +24,7 @@ async def refusal(response) -> dict:
 
 async def test_the_loras_quota_set_through_the_admin_api_refuses_one_more(stack):
     view = await set_limits(stack, loras=1)
-    assert view["overrides"] == {"loras": 1, "files": None, "stored_bytes": None, "pending_uploads": None,
-                                 "validations_in_flight": None}
+    assert {k: v for k, v in view["overrides"].items() if v is not None} == {"loras": 1}
     assert view["effective"]["loras"] == 1 and view["effective"]["files"] == 10_000
     assert (await stack.create("first")).status == 200
     error = await refusal(await stack.create("second"))
