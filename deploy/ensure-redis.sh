@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure a Redis server listens on 127.0.0.1:6379 (the rate-limit tests use it): start it, or install
-# Debian's and start it.
+# Debian's and start it. No password: tests that need one start their own redis-server with --requirepass
+# (tests/fixtures/redis_server.py).
 set -euo pipefail
 
 listening() { (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; }

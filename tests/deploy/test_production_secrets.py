@@ -61,6 +61,8 @@ def test_every_deployment_gets_secrets_that_pass_the_start_up_check(monkeypatch,
             assert "LORASERVE_KEY_PEPPER" not in variables, deployment["metadata"]["name"]
             assert not [s for s in external if s.startswith("loraserve-key-pepper")], deployment["metadata"]["name"]
         needed = ("LORASERVE_SERVICE_TOKEN", "LORASERVE_KEY_PEPPER") if public else ("LORASERVE_SERVICE_TOKEN",)
+        if "LORASERVE_REDIS_URL" in variables:  # a process given Redis's URL needs its password
+            needed += ("LORASERVE_REDIS_PASSWORD",)
         for variable in needed:
             if variable not in variables:
                 assert any(readme_generates(s, variable) for s in external), (deployment["metadata"]["name"], variable)

@@ -1,6 +1,8 @@
 """Redis, the rate limiters' shared store: every inference-router replica names the same Redis,
 which exists, answers on the port the URL names, holds only counters (no persistence), and is
-reachable from the inference-router alone — in compose and in every rendered overlay."""
+reachable from the inference-router alone — in compose and in every rendered overlay. Redis requires
+a password from the same Secret the router sends (prod's comes from the operator, never the repo),
+its probes authenticate, and nothing but Redis and its clients holds the password."""
 from __future__ import annotations
 
 from itertools import pairwise
@@ -16,10 +18,12 @@ from tests.deploy.manifests import (
     of_kind,
     pod_environment,
     pod_labels,
+    pod_spec,
     selects,
 )
-from tests.deploy.test_compose import SERVICES, env
+from tests.deploy.test_compose import SERVICES, env, resolved
 from tests.deploy.test_network_policies import INGRESS_CONTROLLER, INTERNET, PROMETHEUS, STRANGER, Cluster
+from tests.deploy.test_production_secrets import readme_generates
 
 ROUTER = "inference-router"
 
@@ -28,6 +32,17 @@ def _counters_only(args: list[str]) -> bool:
     """redis-server told to keep nothing on disk: no RDB snapshots, no append-only file."""
     pairs = list(pairwise(args))
     return ("--save", "") in pairs and ("--appendonly", "no") in pairs
+
+
+def _required_password(args: list[str]) -> str | None:
+    """What redis-server is told to require (--requirepass VALUE), or None."""
+    return next((value for flag, value in pairwise(args) if flag == "--requirepass"), None)
+
+
+def _authenticates(probe_command: list[str]) -> bool:
+    """A redis-cli ping that passes only on PONG (redis-cli exits 0 on NOAUTH); it reads REDISCLI_AUTH."""
+    command = " ".join(probe_command)
+    return "redis-cli ping" in command and "grep -qx PONG" in command
 
 
 def test_compose_routers_reach_one_healthy_redis_that_keeps_no_files():
@@ -41,6 +56,10 @@ def test_compose_routers_reach_one_healthy_redis_that_keeps_no_files():
         assert SERVICES[name]["depends_on"][url.hostname]["condition"] == "service_healthy", name
         assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
         assert _counters_only(redis["command"]) and not redis.get("volumes") and not redis.get("ports")
+        password = resolved(_required_password(redis["command"]))
+        assert password and env(url.hostname)["REDISCLI_AUTH"] == password
+        assert _authenticates(redis["healthcheck"]["test"])
+        assert (url.password or env(name)["LORASERVE_REDIS_PASSWORD"]) == password, name
 
 
 def _redis_behind(docs: list[dict], url: str) -> tuple[dict, int]:
@@ -77,3 +96,55 @@ def test_every_router_replica_shares_one_redis_that_only_the_router_reaches(rend
         assert not cluster.allows(outsider, dependency, port), outsider
     assert not cluster.allows(dependency, INTERNET, 443)
     assert not cluster.allows(dependency, "mongodb", 27017)
+
+
+def _secret_ref(container: dict, variable: str) -> tuple[str, str] | None:
+    """(Secret, key) a container's environment variable comes from, or None."""
+    item = next((e for e in container.get("env", []) if e["name"] == variable), None)
+    ref = (item or {}).get("valueFrom", {}).get("secretKeyRef")
+    return (ref["name"], ref["key"]) if ref else None
+
+
+def _password_source(redis: dict) -> tuple[str, str]:
+    """The Secret key redis-server's --requirepass comes from: "$(VAR)" and VAR a secretKeyRef, so neither
+    the spec nor `kubectl describe` shows the password."""
+    container = containers(redis)[0]
+    required = _required_password(container["args"])
+    assert required and required.startswith("$(") and required.endswith(")"), required
+    source = _secret_ref(container, required[2:-1])
+    assert source is not None, f"{required} is not read from a Secret"
+    return source
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_requires_the_password_the_router_sends_and_its_probes_authenticate(rendered, overlay):
+    docs = rendered(overlay)
+    redis, _ = _redis_behind(docs, "redis://redis:6379")
+    source = _password_source(redis)
+    container = containers(redis)[0]
+    assert _secret_ref(container, "REDISCLI_AUTH") == source
+    for probe in ("startupProbe", "readinessProbe"):
+        assert _authenticates(container[probe]["exec"]["command"]), probe
+    router = pod_spec(named(docs, "Deployment", ROUTER))["containers"][0]
+    assert _secret_ref(router, "LORASERVE_REDIS_PASSWORD") == source
+    rendered_secrets = {s["metadata"]["name"] for s in of_kind(docs, "Secret")}
+    if overlay == "prod":  # no default password: the operator makes it as the README says
+        assert source[0] not in rendered_secrets
+        assert readme_generates(source[0], source[1])
+    else:
+        assert source[0] in rendered_secrets
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_redis_and_the_pods_that_may_reach_it_hold_its_url_or_password(rendered, overlay):
+    docs = rendered(overlay)
+    redis, port = _redis_behind(docs, "redis://redis:6379")
+    secret = _password_source(redis)[0]
+    cluster = Cluster(docs)
+    for workload in [w for kind in WORKLOAD_KINDS for w in of_kind(docs, kind) if w is not redis]:
+        variables, _ = pod_environment(docs, workload)
+        refs = {ref for c in containers(workload) for item in c.get("env", [])
+                if (ref := item.get("valueFrom", {}).get("secretKeyRef", {}).get("name"))}
+        holds = "LORASERVE_REDIS_URL" in variables or secret in refs
+        name = workload["metadata"]["name"]
+        assert not holds or (workload["kind"] == "Deployment" and cluster.allows(name, "redis", port)), name

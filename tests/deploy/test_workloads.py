@@ -27,7 +27,7 @@ SETTINGS_ENV = {f"LORASERVE_{name.upper()}" for name in Settings.model_fields}
 # Secrets prod reads from outside the repository (README: "Secrets"); dev generates all of its own.
 EXTERNAL_SECRETS = {
     "dev": set(),
-    "prod": {"loraserve-credentials", "loraserve-api-keys", "loraserve-key-pepper", "loraserve-rabbitmq-users", "loraserve-keda-rabbitmq",
+    "prod": {"loraserve-credentials", "loraserve-api-keys", "loraserve-key-pepper", "loraserve-redis", "loraserve-rabbitmq-users", "loraserve-keda-rabbitmq",
              "loraserve-mongodb-password", "loraserve-minio-env", "loraserve-minio-user",
              "mongodb-admin-loraserve", "loraserve-tls"},  # the last two: written by the operator, cert-manager
 }
