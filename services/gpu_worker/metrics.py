@@ -18,12 +18,16 @@ TOKENS_PER_SECOND = Gauge("loraserve_worker_tokens_per_second", "Tokens per seco
 QUEUE_WAIT_SECONDS = Histogram("loraserve_worker_queue_wait_seconds", "Seconds a request waited before its prefill",
                                ["model"], buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120))
 # per model and completion window, never per LoRA (unbounded): per-LoRA figures come from the usage API
-FINISHED_REQUESTS = Counter("loraserve_worker_finished_requests_total", "Inference requests finished with a result",
-                            ["model", "completion_window"])
-PROMPT_TOKENS = Counter("loraserve_worker_prompt_tokens_total", "Prompt tokens of finished inference requests",
+FINISHED_REQUESTS = Counter("loraserve_worker_finished_requests_total",
+                            "Requests finished with a result (inference, and GPU validations under completion_window "
+                            "validation)", ["model", "completion_window"])
+PROMPT_TOKENS = Counter("loraserve_worker_prompt_tokens_total", "Prompt tokens of finished requests",
                         ["model", "completion_window"])
-COMPLETION_TOKENS = Counter("loraserve_worker_completion_tokens_total",
-                            "Completion tokens of finished inference requests", ["model", "completion_window"])
+COMPLETION_TOKENS = Counter("loraserve_worker_completion_tokens_total", "Completion tokens of finished requests",
+                            ["model", "completion_window"])
+# a GPU validation's request has no completion window: it counts under this one value (no new label, so every
+# series keeps its labels; the router accepts no such window, so no user request shares it)
+VALIDATION_WINDOW = "validation"
 BATCH_SIZE = Histogram("loraserve_worker_batch_size", "Sequences decoded together per engine step", ["model"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
@@ -51,7 +55,8 @@ class PrometheusObserver(EngineObserver):
 
 
 def record_finished(model: str, completion_window: str | None, prompt_tokens: int, completion_tokens: int) -> None:
-    """One inference request that finished with a result (a job sent by an older router has no window)."""
+    """One request that finished with a result (an inference job sent by an older router has no window; a GPU
+    validation's counts under VALIDATION_WINDOW)."""
     window = completion_window or "unknown"
     FINISHED_REQUESTS.labels(model, window).inc()
     PROMPT_TOKENS.labels(model, window).inc(prompt_tokens)

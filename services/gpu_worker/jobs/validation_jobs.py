@@ -14,6 +14,7 @@ from services.gpu_worker.engines.torch_engine.sequence import RequestUpdate
 from services.gpu_worker.errors import OUTPUT_MALFORMED, OUTPUT_NONFINITE, AdapterRejected
 from services.gpu_worker.jobs.job_parsing import parse_pool_job
 from services.gpu_worker.jobs.outcomes import ResponseEvents
+from services.gpu_worker.metrics import VALIDATION_WINDOW, record_finished
 from services.gpu_worker.worker import Worker
 from shared.bus.base import Delivery
 from shared.contracts.messages import (
@@ -78,6 +79,8 @@ async def _verdict(worker: Worker, job: RunGpuValidation, events: ResponseEvents
                    failure: tuple[str, str] | None, final: RequestUpdate | None = None) -> None:
     if failure is None:
         await events.finished(final)
+        # counted like the usage API bills it: a request that finished with a result (not a failed verdict)
+        record_finished(job.model, VALIDATION_WINDOW, final.prompt_tokens, final.completion_tokens)
     else:
         await events.failed(*failure)
     await worker.publish(ValidationStatusChanged(
