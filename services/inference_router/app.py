@@ -25,6 +25,7 @@ from services.inference_router.usage_repo import UsageRepository
 from shared.clients.registry import RegistryClient
 from shared.contracts import topology
 from shared.platform import Platform, ServicePart
+from shared.quotas import Quotas
 from shared.ratelimit import limiter_for
 
 NAME = "inference-router"
@@ -103,7 +104,8 @@ def router_from(platform: Platform) -> RouterContext:
     return RouterContext(platform=platform, loras=LoraDirectory(_unavailable_listing),
                          responses=ResponseRepository(database), usage=UsageRepository(database),
                          limits=RateLimits(platform.settings, limiter_for(platform.settings.redis_url,
-                                                                           platform.settings.redis_password)))
+                                                                           platform.settings.redis_password),
+                                           Quotas(platform.settings, platform.identity)))
 
 
 def part_for(router: RouterContext, listing: ListingFactory) -> ServicePart:

@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.contracts.openapi import document as openapi_document
+from shared.http import management_limits
 from shared.http.keys import PLATFORM, REQUEST_ID, RESPONSE_HEADERS
 from shared.http.middleware import (
     PUBLIC_PREFIX,
@@ -95,7 +96,7 @@ def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
     platform.settings.require_safe(key_pepper=checks_api_keys(parts))
     app = web.Application(
         middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware,
-                     body_idle_middleware],
+                     management_limits.management_limits_middleware, body_idle_middleware],
         client_max_size=platform.settings.max_json_body_bytes,
     )
     app[PLATFORM] = platform
@@ -107,6 +108,8 @@ def create_app(platform: Platform, parts: list[ServicePart]) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     app.cleanup_ctx.append(platform_lifecycle(platform))
+    if checks_api_keys(parts):
+        management_limits.install(app, platform)
     for part in parts:
         app.router.add_routes(part.routes)
         app.cleanup_ctx.extend(part.cleanup_ctx)
