@@ -1,6 +1,7 @@
-"""Redis, the rate limiters' shared store: every inference-router replica names the same Redis,
+"""Redis, the rate limiters' shared store: every replica of the services with public routes (the
+inference-router's inference limits, the management limits of all three) names the same Redis,
 which exists, answers on the port the URL names, holds only counters (no persistence), and is
-reachable from the inference-router alone — in compose and in every rendered overlay. Redis requires
+reachable from those services alone — in compose and in every rendered overlay. Redis requires
 a password from the same Secret the router sends (prod's comes from the operator, never the repo),
 its probes authenticate, and nothing but Redis and its clients holds the password."""
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.deploy.test_network_policies import INGRESS_CONTROLLER, INTERNET, PRO
 from tests.deploy.test_production_secrets import readme_generates
 
 ROUTER = "inference-router"
+REDIS_CLIENTS = (ROUTER, "registry", "file-ingest")
 
 
 def _counters_only(args: list[str]) -> bool:
@@ -47,7 +49,7 @@ def _authenticates(probe_command: list[str]) -> bool:
 
 def test_compose_routers_reach_one_healthy_redis_that_keeps_no_files():
     users = [name for name in SERVICES if "LORASERVE_REDIS_URL" in env(name)]
-    assert ROUTER in users
+    assert set(REDIS_CLIENTS) <= set(users)
     for name in users:
         url = urlsplit(env(name)["LORASERVE_REDIS_URL"])
         assert url.scheme == "redis" and url.hostname in SERVICES, name
@@ -77,11 +79,11 @@ def _redis_behind(docs: list[dict], url: str) -> tuple[dict, int]:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_router_replica_shares_one_redis_that_only_the_router_reaches(rendered, overlay):
+def test_every_limiting_replica_shares_one_redis_that_only_they_reach(rendered, overlay):
     docs = rendered(overlay)
-    variables, _ = pod_environment(docs, named(docs, "Deployment", ROUTER))
-    assert urlsplit(variables["LORASERVE_REDIS_URL"]).scheme == "redis"
-    redis, port = _redis_behind(docs, variables["LORASERVE_REDIS_URL"])
+    urls = {pod_environment(docs, named(docs, "Deployment", name))[0]["LORASERVE_REDIS_URL"] for name in REDIS_CLIENTS}
+    assert len(urls) == 1 and urlsplit(next(iter(urls))).scheme == "redis"
+    redis, port = _redis_behind(docs, next(iter(urls)))
     # one pod at a time: two Redis pods would each count half of an org's requests
     assert redis["kind"] == "StatefulSet" and redis["spec"]["replicas"] == 1
     assert not redis["spec"].get("volumeClaimTemplates")
@@ -89,8 +91,9 @@ def test_every_router_replica_shares_one_redis_that_only_the_router_reaches(rend
     assert container["image"].startswith("redis:") and _counters_only(container["args"])
     cluster = Cluster(docs)
     dependency = pod_labels(redis)["loraserve.io/dependency"]
-    assert cluster.allows(ROUTER, dependency, port)
-    others = [n for n in cluster.pods if n not in (ROUTER, dependency) and cluster.allows(n, dependency, port)]
+    assert all(cluster.allows(name, dependency, port) for name in REDIS_CLIENTS)
+    others = [n for n in cluster.pods
+              if n not in (*REDIS_CLIENTS, dependency) and cluster.allows(n, dependency, port)]
     assert others == []
     for outsider in (STRANGER, INGRESS_CONTROLLER, PROMETHEUS, INTERNET):
         assert not cluster.allows(outsider, dependency, port), outsider
@@ -117,7 +120,7 @@ def _password_source(redis: dict) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_redis_requires_the_password_the_router_sends_and_its_probes_authenticate(rendered, overlay):
+def test_redis_requires_the_password_its_clients_send_and_its_probes_authenticate(rendered, overlay):
     docs = rendered(overlay)
     redis, _ = _redis_behind(docs, "redis://redis:6379")
     source = _password_source(redis)
@@ -125,8 +128,9 @@ def test_redis_requires_the_password_the_router_sends_and_its_probes_authenticat
     assert _secret_ref(container, "REDISCLI_AUTH") == source
     for probe in ("startupProbe", "readinessProbe"):
         assert _authenticates(container[probe]["exec"]["command"]), probe
-    router = pod_spec(named(docs, "Deployment", ROUTER))["containers"][0]
-    assert _secret_ref(router, "LORASERVE_REDIS_PASSWORD") == source
+    for name in REDIS_CLIENTS:
+        client = pod_spec(named(docs, "Deployment", name))["containers"][0]
+        assert _secret_ref(client, "LORASERVE_REDIS_PASSWORD") == source, name
     rendered_secrets = {s["metadata"]["name"] for s in of_kind(docs, "Secret")}
     if overlay == "prod":  # no default password: the operator makes it as the README says
         assert source[0] not in rendered_secrets
