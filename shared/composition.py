@@ -14,6 +14,7 @@ from shared.catalogue.catalogue import load_catalogue
 from shared.http.app import create_app
 from shared.identity.store import FileIdentityStore, IdentityStore, MongoIdentityStore
 from shared.platform import Platform, ServicePart
+from shared.ratelimit import leases_for
 from shared.settings import Settings
 
 # service name -> module exposing build(platform) -> ServicePart
@@ -47,6 +48,7 @@ def build_platform(settings: Settings, source: str) -> Platform:
         identity=make_identity(settings, documents),
         catalogue=catalogue,
         source=source,
+        leases=leases_for(settings.redis_url, settings.redis_password),
     )
 
 
@@ -103,13 +105,22 @@ def recovery_part(platform: Platform, services: list[str]) -> ServicePart:
     return ServicePart(name="recovery", cleanup_ctx=[recovery_ctx])
 
 
+def leases_part(platform: Platform) -> ServicePart:
+    """Runs first, so it closes the platform's leases after every service that holds them stopped."""
+    async def leases_ctx(app: web.Application):
+        yield
+        await platform.leases.close()
+
+    return ServicePart(name="leases", cleanup_ctx=[leases_ctx])
+
+
 def embedded_app(settings: Settings) -> web.Application:
     platform = build_platform(settings, source="loraserve/dev")
     services = available_services()
     parts = [build_part(name, platform) for name in services]
-    return create_app(platform, [*parts, recovery_part(platform, services)])
+    return create_app(platform, [leases_part(platform), *parts, recovery_part(platform, services)])
 
 
 def service_app(settings: Settings, service: str) -> web.Application:
     platform = build_platform(settings, source=f"loraserve/{service}")
-    return create_app(platform, [build_part(service, platform)])
+    return create_app(platform, [leases_part(platform), build_part(service, platform)])

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shared.ratelimit.leases import InProcessLeases, Leases
+
 if TYPE_CHECKING:
     from shared.bus.base import Bus
     from shared.catalogue.catalogue import Catalogue
@@ -35,6 +37,8 @@ class Platform:
     catalogue: Catalogue
     source: str = "loraserve"  # CloudEvents `source` of what this process publishes
     extras: dict[str, Any] = field(default_factory=dict)
+    # concurrency leases (streams, uploads) every service of this process shares: in Redis when it is set
+    leases: Leases = field(default_factory=InProcessLeases)
 
     def internal_url(self, service: str) -> str:
         """Base URL of another service's internal API (itself, in the embedded default)."""

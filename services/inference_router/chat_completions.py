@@ -8,7 +8,7 @@ from aiohttp import web
 from services.inference_router.admission import admit, build_job
 from services.inference_router.context import RouterContext, new_id
 from services.inference_router.dispatch import run_to_end
-from services.inference_router.sse import DONE, frame, relay
+from services.inference_router.sse import DONE, frame, relay, stream_slot
 from services.inference_router.translate import chat_request
 from shared.contracts.inference import (
     ChatChoice,
@@ -86,7 +86,7 @@ async def create_chat_completion(router: RouterContext, request: web.Request) ->
     completion_id, created = new_id("chatcmpl-"), int(time.time())
     job = build_job(admitted, response_id=completion_id, org_id=org_id(request), messages=messages,
                     sampling=sampling, deadline=router.sync_deadline(admitted), stream=bool(body.stream))
-    async with router.call(request, job, admitted) as call:
+    async with stream_slot(request, body.stream), router.call(request, job, admitted) as call:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await relay(request, call, ChatChunkWriter(completion_id, body.model, created, include_usage))

@@ -12,7 +12,7 @@ from aiohttp import web
 from services.inference_router.admission import admit, build_job
 from services.inference_router.context import RouterContext, new_id
 from services.inference_router.dispatch import run_to_end
-from services.inference_router.sse import frame, relay
+from services.inference_router.sse import frame, relay, stream_slot
 from services.inference_router.translate import messages_request
 from shared.contracts.inference import AnthropicMessage, AnthropicTextBlock, AnthropicUsage, MessagesRequest
 from shared.contracts.messages import ResponseErrored, ResponseFinished
@@ -75,7 +75,7 @@ async def create_message(router: RouterContext, request: web.Request) -> web.Str
     message_id = new_id("msg_")
     job = build_job(admitted, response_id=message_id, org_id=org_id(request), messages=messages,
                     sampling=sampling, deadline=router.sync_deadline(admitted), stream=bool(body.stream))
-    async with router.call(request, job, admitted) as call:
+    async with stream_slot(request, body.stream), router.call(request, job, admitted) as call:
         if body.stream:
             return await relay(request, call, AnthropicEventWriter(message_id, body.model))
         finished = await run_to_end(call)

@@ -13,7 +13,7 @@ from services.inference_router.context import RouterContext, new_id
 from services.inference_router.dispatch import run_to_end
 from services.inference_router.response_docs import ACTIVE, finished_changes, new_document, render
 from services.inference_router.responses_stream import ResponsesEventWriter
-from services.inference_router.sse import relay
+from services.inference_router.sse import relay, stream_slot
 from services.inference_router.translate import responses_request
 from shared.bus.base import BusError
 from shared.contracts.errors import BadRequest, NotFound, ServiceUnavailable
@@ -59,7 +59,7 @@ async def create_response(router: RouterContext, request: web.Request) -> web.St
     job = build_job(admitted, response_id=response_id, org_id=org, messages=messages, sampling=sampling,
                     deadline=router.sync_deadline(admitted), stream=bool(body.stream))
     doc = _document(body, admitted, response_id, org, messages, "in_progress", None)
-    async with router.call(request, job, admitted) as call:
+    async with stream_slot(request, body.stream), router.call(request, job, admitted) as call:
         if body.stream:
             writer = ResponsesEventWriter(render(doc))
             streamed = await relay(request, call, writer)

@@ -6,15 +6,18 @@ are still plain HTTP errors, and everything after that ends with the API's own e
 """
 from __future__ import annotations
 
+import contextlib
 import json
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from services.inference_router.dispatch import WorkerCall, worker_error
 from shared.contracts.messages import ResponseDelta, ResponseErrored, ResponseFinished
-from shared.http.requests import request_id
+from shared.http.requests import org_id, request_id
 from shared.logging import get_logger
+from shared.ratelimit.concurrency import Concurrency
 
 log = get_logger("inference_router.sse")
 DONE = b"data: [DONE]\n\n"
@@ -34,6 +37,13 @@ class EventWriter(Protocol):
     def finish(self, finished: ResponseFinished) -> list[bytes]: ...
 
     def fail(self, errored: ResponseErrored) -> list[bytes]: ...
+
+
+def stream_slot(request: web.Request, streamed: bool | None) -> AbstractAsyncContextManager[None]:
+    """For a streamed answer, one of the org's concurrent streams (shared with `GET /v1/events`): taken
+    before the job is published (a refused stream costs the workers nothing) and held, renewed, until the
+    handler returns, which is when its stream ended, however it ended. Nothing for an unstreamed answer."""
+    return Concurrency.serving(request).stream(org_id(request)) if streamed else contextlib.nullcontext()
 
 
 async def open_event_stream(request: web.Request) -> web.StreamResponse:

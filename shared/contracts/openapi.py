@@ -119,7 +119,8 @@ def _success(op: Operation) -> dict[str, Any]:
 def _responses(op: Operation) -> dict[str, Any]:
     responses = _success(op)
     envelope = "AnthropicError" if op.anthropic else "OpenAIError"
-    for status in sorted({401, *op.errors}):
+    # every authenticated route may answer 401, and 429 or (the limiter failing closed) 503 from the rate limits
+    for status in sorted({401, 429, 503, *op.errors}):
         responses[str(status)] = {"$ref": f"#/components/responses/{envelope}{status}"}
     return responses
 
@@ -137,7 +138,7 @@ def _operation(op: Operation) -> dict[str, Any]:
 
 def _error_responses() -> dict[str, Any]:
     out = {}
-    statuses = sorted({401, *(s for op in OPERATIONS for s in op.errors)})
+    statuses = sorted({401, 429, 503, *(s for op in OPERATIONS for s in op.errors)})
     for envelope in ("OpenAIError", "AnthropicError"):
         for status in statuses:
             out[f"{envelope}{status}"] = {"description": ERROR_TEXT[status], "content": {

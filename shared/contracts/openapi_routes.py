@@ -33,6 +33,8 @@ ERROR_TEXT = {
     413: "The request body is over the size limit.",
     415: "The request body has the wrong content type.",
     416: "The requested byte range is outside the file.",
+    429: "A rate limit was reached: `retry-after` / `retry-after-ms` say when to retry; `error.type` names the "
+         "limit (`requests` or `tokens`) and the x-ratelimit-* headers its state.",
     503: "A dependency is unavailable right now; retry.",
     504: "No worker answered before the request's deadline.",
 }

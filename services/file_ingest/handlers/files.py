@@ -13,6 +13,7 @@ from services.file_ingest.domain.files import FileRecord, UnknownPurpose, check_
 from services.file_ingest.domain.ids import new_file_id
 from services.file_ingest.domain.ranges import ByteRange, RangeInvalid, RangeNotSatisfiable, parse_range
 from services.file_ingest.events import publish_file_event
+from services.file_ingest.inflight import receiving
 from services.file_ingest.quota import file_deleted, new_file
 from services.file_ingest.streaming import StreamedForm, check_declared_length, stream_form
 from shared.contracts.common import ListEnvelope, ListParams
@@ -88,6 +89,10 @@ class FileHandlers:
         check_declared_length(request, max_bytes)
         org, file_id = org_id(request), new_file_id()
         await self.ctx.usage.precheck_file(org)  # before the body: a full org streams nothing
+        async with receiving(request, max_bytes):
+            return await self._receive(request, org, file_id, max_bytes)
+
+    async def _receive(self, request: web.Request, org: str, file_id: str, max_bytes: int) -> web.Response:
         key = file_object_key(org, file_id)
         form = await stream_form(request, blobs=self.ctx.blobs, file_field="file", key=key, max_bytes=max_bytes,
                                  check_field=_check_file_field)

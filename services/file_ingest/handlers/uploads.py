@@ -14,6 +14,7 @@ from services.file_ingest.domain.uploads import (
     check_accepts_work,
     part_object_key,
 )
+from services.file_ingest.inflight import receiving
 from services.file_ingest.parts import delete_parts
 from services.file_ingest.quota import new_upload, upload_ended
 from services.file_ingest.streaming import check_declared_length, stream_form
@@ -74,6 +75,10 @@ class UploadHandlers:
         check_declared_length(request, max_bytes)
         upload = await self._get(request)
         self._check_open(upload)
+        async with receiving(request, max_bytes):
+            return await self._receive_part(request, upload, max_bytes)
+
+    async def _receive_part(self, request: web.Request, upload: UploadRecord, max_bytes: int) -> web.Response:
         part_id = new_part_id()
         key = part_object_key(upload.org_id, upload.id, part_id)
         form = await stream_form(request, blobs=self.ctx.blobs, file_field="data", key=key, max_bytes=max_bytes,

@@ -3,6 +3,7 @@
 Each frame is `id: <CloudEvent id>`, `event: <type>`, `data: <CloudEvent JSON>`; an SSE
 comment goes out first (the stream is live from then on) and as a heartbeat while idle.
 `?types=lora.*,file.created` keeps only matching types (globs over the public types).
+A stream holds one of its org's concurrent streams (`shared.ratelimit.concurrency`) while it is open.
 """
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import asyncio
 from aiohttp import web
 
 from services.registry.context import Registry
-from services.registry.events_hub import matching_types
+from services.registry.events_hub import EventsHub, matching_types
 from shared.contracts.cloudevents import CloudEvent
 from shared.contracts.errors import BadRequest, ServiceUnavailable
 from shared.contracts.messages import PUBLIC_EVENT_TYPES
 from shared.http.keys import REQUEST_ID
 from shared.http.requests import org_id
+from shared.ratelimit.concurrency import Concurrency
 
 MAX_TYPE_PATTERNS = 16
 
@@ -45,7 +47,14 @@ async def stream_events(registry: Registry, heartbeat_seconds: float,
     if registry.hub is None or registry.hub.closing:
         raise ServiceUnavailable("The event stream is not available right now; please retry.",
                                  code="events_unavailable")
-    stream = registry.hub.open(org_id(request), types)
+    # one of the org's concurrent streams, taken before the 200 and held until the stream ends
+    async with Concurrency.serving(request).stream(org_id(request)):
+        return await _relay(registry.hub, heartbeat_seconds, request, types)
+
+
+async def _relay(hub: EventsHub, heartbeat_seconds: float, request: web.Request,
+                 types: set[str]) -> web.StreamResponse:
+    stream = hub.open(org_id(request), types)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
         "x-request-id": request.get(REQUEST_ID, ""),
@@ -65,5 +74,5 @@ async def stream_events(registry: Registry, heartbeat_seconds: float,
     except ConnectionResetError:
         pass  # the client went away
     finally:
-        registry.hub.close(stream)
+        hub.close(stream)
     return response
