@@ -172,6 +172,6 @@ class Settings(BaseSettings):
     fair_scheduling: bool = True
     fair_org_inflight_jobs: int | None = Field(8, ge=1)
     fair_model_inflight_jobs: int = Field(64, ge=1)
-    fair_quantum_tokens: int = Field(4096, ge=1)
+    fair_quantum_tokens: int = Field(512, ge=1)  # about one request of the default max_tokens per turn
     fair_org_queue: int = Field(1000, ge=1)  # requests one org may have waiting at one router replica
     worker_org_max_running: int | None = Field(None, ge=1)  # per org in a worker's batch; None: half of it

@@ -31,7 +31,8 @@ def options_from(platform: Platform) -> WorkerOptions:
     entry = platform.catalogue.get(settings.worker_model)
     engine = EngineOptions(num_slots=settings.worker_slots, max_batch=settings.worker_max_batch,
                            max_len=entry.architecture.max_position_embeddings)
-    return WorkerOptions(engine=engine, cache_dir=settings.data_dir / "worker-cache")
+    return WorkerOptions(engine=engine, cache_dir=settings.data_dir / "worker-cache",
+                         org_max_running=settings.worker_org_max_running)
 
 
 def handlers(worker: Worker):
@@ -73,7 +74,8 @@ def lifecycle(worker: Worker, prefetch: int):
 
 
 def part_for(worker: Worker) -> ServicePart:
-    prefetch = worker.options.engine.max_batch
+    # twice the batch: the worker then chooses which org's jobs run (org_share.py), not only the queue's order
+    prefetch = 2 * worker.options.engine.max_batch
     return ServicePart(name=NAME, cleanup_ctx=[lifecycle(worker, prefetch)], readiness=[worker.ready])
 
 

@@ -19,6 +19,7 @@ from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate
 from services.gpu_worker.jobs.cancels import CancelBook
 from services.gpu_worker.metrics import PrometheusObserver, record_tier
+from services.gpu_worker.org_share import OrgShare
 from shared.bus.base import Bus
 from shared.catalogue.catalogue import ModelEntry
 from shared.contracts.cloudevents import Message
@@ -38,6 +39,11 @@ class WorkerOptions:
     cpu_cache_bytes: int = 4 * GiB
     max_adapter_bytes: int = 16 * GiB
     validation_max_tokens: int = 16
+    org_max_running: int | None = None  # an org's share of the batch while others wait; None: half of it
+
+    @property
+    def org_cap(self) -> int:
+        return self.org_max_running or max(1, self.engine.max_batch // 2)
 
 
 class Worker:
@@ -45,6 +51,7 @@ class Worker:
                  engine: ServingEngine | None = None):
         self.entry, self.bus, self.blobs, self.source, self.options = entry, bus, blobs, source, options
         self.cancels = CancelBook()
+        self.share = OrgShare(options.engine.max_batch, options.org_cap)
         self.engine = engine or self._torch_engine()
         self.adapters: AdapterCache | None = None
 

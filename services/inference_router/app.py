@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from functools import partial
 
@@ -12,6 +15,9 @@ from aiohttp import web
 from services.inference_router import chat_completions, messages, models, responses, usage
 from services.inference_router.context import RouterContext
 from services.inference_router.dead_letters import dead_letter_handler, dead_letter_queues
+from services.inference_router.fairness.background import BackgroundDispatch
+from services.inference_router.fairness.held_jobs import HeldJobs
+from services.inference_router.fairness.scheduler import FairScheduler
 from services.inference_router.lora_sync import (
     LORA_EVENT_BINDING,
     FetchListing,
@@ -80,6 +86,7 @@ def responses_ctx(router: RouterContext):
     async def ctx(app: web.Application):
         await router.responses.ensure_indexes()
         await router.usage.ensure_indexes()
+        await router.background.held.ensure_indexes()
         bus = router.platform.bus
         consumers = [await bus.consume(topology.ROUTER_RESPONSES_QUEUE, status_handler(router),
                                        prefetch=RESPONSE_EVENTS_PREFETCH)]
@@ -87,8 +94,12 @@ def responses_ctx(router: RouterContext):
         for queue in dead_letter_queues(router.platform.catalogue.slugs()):
             consumers.append(await bus.consume(queue, dead_letter_handler(router)))
         sweeper = asyncio.get_running_loop().create_task(sweep_forever(router))
+        held_jobs = asyncio.get_running_loop().create_task(router.background.maintain_forever())
         yield
+        await _stop(held_jobs)
         await _stop(sweeper)
+        await router.background.close()
+        await router.fair.close()
         await router.limits.close()
         for consumer in consumers:
             await consumer.close()
@@ -101,11 +112,16 @@ async def _unavailable_listing() -> list:
 
 def router_from(platform: Platform) -> RouterContext:
     database = platform.documents.database(DATABASE)
+    fair = FairScheduler(platform.settings, platform.leases, Quotas(platform.settings, platform.identity),
+                         platform.catalogue)
+    held = HeldJobs(database["responses"], owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
     return RouterContext(platform=platform, loras=LoraDirectory(_unavailable_listing),
                          responses=ResponseRepository(database), usage=UsageRepository(database),
                          limits=RateLimits(platform.settings, limiter_for(platform.settings.redis_url,
                                                                            platform.settings.redis_password),
-                                           Quotas(platform.settings, platform.identity)))
+                                           Quotas(platform.settings, platform.identity)),
+                         fair=fair, background=BackgroundDispatch(fair, held, platform.bus, platform.source,
+                                                                  platform.catalogue))
 
 
 def part_for(router: RouterContext, listing: ListingFactory) -> ServicePart:

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from services.inference_router.admission import Admitted, deadline_after
+from services.inference_router.constraints import estimated_prompt_tokens
 from services.inference_router.dispatch import WorkerCall, publish_cancel
+from services.inference_router.fairness.background import BackgroundDispatch
+from services.inference_router.fairness.scheduler import FairScheduler, job_cost
 from services.inference_router.lora_sync import LoraDirectory
 from services.inference_router.rate_limits import RATE_GRANT, RateLimits, SettlingMeter
 from services.inference_router.response_repo import ResponseRepository
@@ -25,6 +28,8 @@ class RouterContext:
     responses: ResponseRepository
     usage: UsageRepository
     limits: RateLimits
+    fair: FairScheduler
+    background: BackgroundDispatch
 
     @property
     def sync_timeout(self) -> float:
@@ -54,9 +59,17 @@ class RouterContext:
         grant = request.get(RATE_GRANT)
         if grant is not None:
             meter = SettlingMeter(meter, self.limits, grant)
+        self.fair.check_room(admitted.model, job.org_id)
+        turn = self.fair.turn(admitted.model, job, self.cost_of(admitted, job), wait=self.sync_timeout)
         return WorkerCall(self.platform.bus, job, source=self.platform.source,
                           correlation_id=request_id(request), priority=admitted.priority,
-                          first_timeout=self.sync_timeout, idle_timeout=self.idle_timeout(job), meter=meter)
+                          first_timeout=self.sync_timeout, idle_timeout=self.idle_timeout(job), meter=meter,
+                          admission=turn)
+
+    @staticmethod
+    def cost_of(admitted: Admitted, job: GenerateResponse) -> int:
+        """What fair scheduling charges a job: its prompt's estimated tokens plus the most it may write."""
+        return job_cost(job, estimated_prompt_tokens(admitted.model, [m.content for m in job.messages]))
 
     def idle_timeout(self, job: GenerateResponse) -> float:
         """A stream hears from its worker every token; a non-streamed job only once, at the end."""

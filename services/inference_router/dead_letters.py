@@ -51,6 +51,8 @@ def dead_letter_handler(router: RouterContext):
             return
         await router.responses.fail(job.org_id, job.response_id,
                                     {"code": DEAD_LETTERED_CODE, "message": explain(delivery)})
+        if job.model in router.platform.catalogue.ids():  # its places in the fair scheduler's pools
+            await router.fair.release(router.platform.catalogue.get(job.model), job.org_id, job.response_id)
         log.info("dead-lettered background response failed", response_id=job.response_id,
                  reason=delivery.death.reason if delivery.death else None)
     return handle

@@ -5,11 +5,14 @@ sends back. No first reply within the sync timeout is a 503 (the job waits in it
 for a worker that never came, so it is cancelled); silence after the first reply means the
 worker died, which ends the relay with a synthetic `ResponseErrored` so every API can close
 its stream cleanly. Leaving the call before it finished (the client went away) cancels the job.
+An `admission` (the fair scheduler's turn) is entered before publishing and left after the call.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Self
 
 from services.inference_router.metrics import FIRST_REPLY_SECONDS, OUTCOMES
@@ -60,7 +63,8 @@ def no_worker_error(model: str, waited: float) -> ServiceUnavailable:
 
 class WorkerCall:
     def __init__(self, bus: Bus, job: GenerateResponse, *, source: str, correlation_id: str | None,
-                 priority: int, first_timeout: float, idle_timeout: float, meter: UsageMeter | None = None):
+                 priority: int, first_timeout: float, idle_timeout: float, meter: UsageMeter | None = None,
+                 admission: AbstractAsyncContextManager | None = None):
         self.bus = bus
         self.priority = priority
         self.job = job
@@ -69,26 +73,34 @@ class WorkerCall:
         self.first_timeout = first_timeout
         self.idle_timeout = idle_timeout
         self.meter = meter
+        self.admission = admission
+        self._held = contextlib.AsyncExitStack()
         self.finished = False
         self._stream: ReplyStream | None = None
         self._first: Reply | None = None
         self._published_at = 0.0
 
     async def __aenter__(self) -> Self:
+        if self.admission is not None:
+            await self._held.enter_async_context(self.admission)
         self._published_at = asyncio.get_running_loop().time()
         try:
             self._stream = await self.bus.request(self.job, source=self.source, correlation_id=self.correlation_id,
                                                   priority=self.priority)
         except BusError as exc:
+            await self._held.aclose()
             raise ServiceUnavailable(f"The job queue is unavailable: {exc}. Retry later.",
                                      code="queue_unavailable") from None
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
-        if not self.finished:
-            await self.cancel()
-        if self._stream is not None:
-            await self._stream.close()
+        try:
+            if not self.finished:
+                await self.cancel()
+            if self._stream is not None:
+                await self._stream.close()
+        finally:
+            await self._held.aclose()
 
     async def _next(self, timeout: float) -> Reply | None:
         """The next reply we understand; None when none came within `timeout` seconds."""

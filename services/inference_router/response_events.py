@@ -5,6 +5,7 @@ import asyncio
 import time
 
 from services.inference_router.context import RouterContext
+from services.inference_router.response_docs import TERMINAL
 from services.inference_router.usage_meter import ends_with_usage, record_folded
 from shared.bus.base import Delivery
 from shared.contracts.messages import ResponseStatusChanged
@@ -23,8 +24,17 @@ def status_handler(router: RouterContext):
         changed = await router.responses.apply(event)
         if ends_with_usage(event):
             await record_folded(router.usage, await router.responses.get(event.org_id, event.response_id))
+        if event.status in TERMINAL:
+            await release_places(router, event)
         log.debug("response event folded", response_id=event.response_id, status=event.status, changed=changed)
     return handle
+
+
+async def release_places(router: RouterContext, event: ResponseStatusChanged) -> None:
+    """A background job ended: its places in the fair scheduler's pools go to the next waiting job."""
+    doc = await router.responses.get(event.org_id, event.response_id)
+    if doc is not None and doc["model"] in router.platform.catalogue.ids():
+        await router.fair.release(router.platform.catalogue.get(doc["model"]), event.org_id, event.response_id)
 
 
 async def expire_once(router: RouterContext, now: float | None = None) -> int:

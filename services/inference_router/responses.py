@@ -1,6 +1,7 @@
 """OpenAI Responses: POST /v1/responses (sync, streamed, background), GET /v1/responses/{id}, POST …/cancel.
 
-Background responses are stored `queued` before their job is published and then follow the
+Background responses are stored `queued` with their job held in them, published when their org's turn
+comes (fairness/background.py), and then follow the
 worker's status events (folded by `response_events`); sync and streamed ones are stored once
 they end (unless `store: false`). Validation requests' responses are stored by the fold too.
 """
@@ -15,8 +16,7 @@ from services.inference_router.response_docs import ACTIVE, finished_changes, ne
 from services.inference_router.responses_stream import ResponsesEventWriter
 from services.inference_router.sse import relay, stream_slot
 from services.inference_router.translate import responses_request
-from shared.bus.base import BusError
-from shared.contracts.errors import BadRequest, NotFound, ServiceUnavailable
+from shared.contracts.errors import BadRequest, NotFound
 from shared.contracts.inference import ResponseCreateRequest
 from shared.contracts.messages import ResponseFinished
 from shared.http.requests import api_key_id, json_response, org_id, read_model, request_id
@@ -73,20 +73,19 @@ async def create_response(router: RouterContext, request: web.Request) -> web.St
 
 
 async def _start_background(request, router: RouterContext, body, admitted, response_id, messages, sampling):
+    """Store the Response `queued` with its job held in it and answer; the job waits for its org's turn
+    (fairness/background.py) and is published then."""
     deadline = router.background_deadline(admitted)
     org = org_id(request)
+    router.fair.check_room(admitted.model, org)
     doc = _document(body, admitted, response_id, org, messages, "queued", deadline)
     doc["api_key_id"] = api_key_id(request)  # for its usage record, written when its status events end it
-    await router.responses.insert(doc)
     job = build_job(admitted, response_id=response_id, org_id=org, messages=messages, sampling=sampling,
                     deadline=deadline, background=True)
-    try:
-        await router.platform.bus.publish(job, source=router.platform.source,
-                                          correlation_id=request_id(request), priority=admitted.priority)
-    except BusError as exc:
-        await router.responses.fail(org, response_id, {"code": "queue_unavailable", "message": str(exc)})
-        raise ServiceUnavailable(f"The job queue is unavailable: {exc}. Retry later.",
-                                 code="queue_unavailable") from None
+    held = router.background.hold(doc, job, cost=router.cost_of(admitted, job), priority=admitted.priority,
+                                  correlation_id=request_id(request))
+    await router.responses.insert(held)
+    router.background.start(held)
     return json_response(render(doc))
 
 
@@ -111,6 +110,7 @@ async def cancel_response(router: RouterContext, request: web.Request) -> web.Re
     if doc["status"] in ACTIVE:
         cancelled = await router.responses.cancel(doc["org_id"], doc["id"])
         if cancelled is not None:
+            router.background.forget(doc["id"])
             await router.cancel_stored(cancelled, request_id(request))
             return json_response(render(cancelled))
         doc = await _owned(router, request)

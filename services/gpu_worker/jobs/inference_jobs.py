@@ -74,9 +74,10 @@ async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, even
         return
     final: RequestUpdate | None = None
     try:
-        async for update in worker.generate(job.response_id, request):
-            await replies.delta(update.text)
-            final = update if update.finished else final
+        async with worker.share.place(job.org_id):
+            async for update in worker.generate(job.response_id, request):
+                await replies.delta(update.text)
+                final = update if update.finished else final
     except WorkerStopping:
         if job.stream:
             await replies.errored(WORKER_LOST, "The worker stopped before the response finished; send it again.")

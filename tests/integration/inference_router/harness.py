@@ -148,9 +148,9 @@ def default_loras() -> dict[str, dict]:
 
 
 async def start_stack(tmp_path, *, timeout: float = 5.0, worker: bool = True, amqp_url: str | None = None,
-                      stream_idle_timeout: float = 30.0, **worker_options) -> Stack:
+                      stream_idle_timeout: float = 30.0, settings: dict | None = None, **worker_options) -> Stack:
     settings = Settings(data_dir=tmp_path, sync_request_timeout_seconds=timeout, amqp_url=amqp_url,
-                        stream_idle_timeout_seconds=stream_idle_timeout)
+                        stream_idle_timeout_seconds=stream_idle_timeout, **(settings or {}))
     platform = build_platform(settings, source="test/router")
     router = router_from(platform)
     loras = default_loras()

@@ -1,0 +1,1 @@
+"""Fair scheduling across orgs before the shared queue (see gate.py)."""
