@@ -5,6 +5,7 @@ import asyncio
 import time
 
 from services.inference_router.context import RouterContext
+from services.inference_router.rate_limits import RateGrant
 from services.inference_router.response_docs import TERMINAL
 from services.inference_router.usage_meter import ends_with_usage, record_folded
 from shared.bus.base import Delivery
@@ -23,11 +24,22 @@ def status_handler(router: RouterContext):
         event = ResponseStatusChanged.from_event(delivery.event)
         changed = await router.responses.apply(event)
         if ends_with_usage(event):
-            await record_folded(router.usage, await router.responses.get(event.org_id, event.response_id))
+            doc = await router.responses.get(event.org_id, event.response_id)
+            await record_folded(router.usage, doc)
+            if changed:  # this event ended it: a redelivered one must not settle the tokens twice
+                await settle_tokens(router, doc)
         if event.status in TERMINAL:
             await release_places(router, event)
         log.debug("response event folded", response_id=event.response_id, status=event.status, changed=changed)
     return handle
+
+
+async def settle_tokens(router: RouterContext, doc: dict | None) -> None:
+    """Correct a background response's token counters from its estimate to what the worker reported."""
+    grant, usage = (doc or {}).get("rate_grant"), (doc or {}).get("usage")
+    if grant and usage:
+        await router.limits.settle(RateGrant(tuple(grant["token_keys"]), grant["estimated_tokens"]),
+                                   usage["input_tokens"] + usage["output_tokens"])
 
 
 async def release_places(router: RouterContext, event: ResponseStatusChanged) -> None:

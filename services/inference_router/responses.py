@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.inference_router.admission import Admitted, admit, build_job
 from services.inference_router.context import RouterContext, new_id
+from services.inference_router.rate_limits import RATE_GRANT
 from services.inference_router.dispatch import run_to_end
 from services.inference_router.response_docs import ACTIVE, finished_changes, new_document, render
 from services.inference_router.responses_stream import ResponsesEventWriter
@@ -80,6 +81,9 @@ async def _start_background(request, router: RouterContext, body, admitted, resp
     router.fair.check_room(admitted.model, org)
     doc = _document(body, admitted, response_id, org, messages, "queued", deadline)
     doc["api_key_id"] = api_key_id(request)  # for its usage record, written when its status events end it
+    grant = request.get(RATE_GRANT)
+    if grant is not None:  # its token counters are settled when its end is folded (response_events.py)
+        doc["rate_grant"] = {"token_keys": list(grant.token_keys), "estimated_tokens": grant.estimated_tokens}
     job = build_job(admitted, response_id=response_id, org_id=org, messages=messages, sampling=sampling,
                     deadline=deadline, background=True)
     held = router.background.hold(doc, job, cost=router.cost_of(admitted, job), priority=admitted.priority,

@@ -3,6 +3,8 @@ x-ratelimit-* headers on every response, the SDKs' own retry, one limit for two 
 and a limiter outage failing open or closed (never a 500). Windows are short so retries take < 1 s."""
 from __future__ import annotations
 
+import asyncio
+
 import json
 import uuid
 
@@ -13,10 +15,11 @@ import pytest
 from multidict import CIMultiDict
 
 from services.inference_router.rate_limits import RateLimits
+from shared.ratelimit import Limit
 from shared.ratelimit.memory import InProcessLimiter
 from shared.ratelimit.redis_limiter import RedisLimiter
 from shared.settings import Settings
-from tests.integration.inference_router.harness import TINY, start_stack
+from tests.integration.inference_router.harness import TINY, start_stack, wait_for
 
 WINDOW = 0.8
 RATE_HEADERS = [f"x-ratelimit-{part}-{kind}" for kind in ("requests", "tokens")
@@ -84,6 +87,30 @@ async def test_tokens_are_limited_and_settled_with_the_workers_usage(stack, tmp_
     assert int(headers["x-ratelimit-remaining-tokens"]) == 40 - used
     status, headers, body = await post(stack, "/v1/chat/completions", prompt(40 - used + 1))
     assert status == 429 and body["error"]["type"] == "tokens" and "x-should-retry" not in headers
+
+
+async def test_a_background_responses_tokens_are_settled_once_when_its_end_is_folded(stack, tmp_path):
+    stack.router.limits = limits(tmp_path, ratelimit_requests_per_minute=None, ratelimit_tokens_per_minute=40,
+                                 ratelimit_window_seconds=60)
+    body = {"model": TINY, "input": "x" * 13 * 25, "background": True}
+    status, headers, created = await post(stack, "/v1/responses", body)
+    assert status == 200 and headers["x-ratelimit-remaining-tokens"] == "15"
+    await wait_for(lambda: (created["id"], "completed") in stack.folded)
+    stored = await stack.router.responses.get("org-a", created["id"])
+    used = stored["usage"]["input_tokens"] + stored["usage"]["output_tokens"]
+    assert used != 25 and await tokens_counted(stack) == used  # the estimate of 25 became what the worker used
+    # the same end redelivered is folded again but settles nothing more
+    job = next(j for j in stack.worker.jobs if j.response_id == created["id"])
+    await stack.worker.publish_status(job, "completed", 2, output_text="x", finish_reason="stop",
+                                      prompt_tokens=1, completion_tokens=1)
+    await wait_for(lambda: stack.folded.count((created["id"], "completed")) == 2)
+    assert await tokens_counted(stack) == used
+
+
+async def tokens_counted(stack) -> int:
+    """What org A's token counter holds, read with a cost of nothing."""
+    decision = await stack.router.limits.limiter.acquire([Limit("tokens", "org:org-a:tokens", 40, 0)], 60)
+    return decision.states[0].used
 
 
 def prompt(at_least_tokens: int) -> dict:
