@@ -137,6 +137,43 @@ class FileDeleted(_FileEvent):
     TYPE: ClassVar[str] = "file.deleted"
 
 
+# -- background Responses' outcomes (public) ------------------------------------------
+class _ResponseOutcome(Message):
+    """A background Response ended: published by the router once its fold stored the end (through its
+    outbox, so exactly the stored outcome, at least once, with a stable CloudEvents id)."""
+
+    EXCHANGE: ClassVar[str] = t.EVENTS
+    org_id: str
+    response: dict[str, Any]  # the Response object as GET /v1/responses/{id} renders it
+
+    def routing_key(self) -> str:
+        return t.event_key(self.org_id, self.TYPE)
+
+    def subject(self) -> str:
+        return str(self.response.get("id"))
+
+
+class ResponseCompleted(_ResponseOutcome):
+    TYPE: ClassVar[str] = "response.completed"
+
+
+class ResponseFailed(_ResponseOutcome):
+    TYPE: ClassVar[str] = "response.failed"
+
+
+class ResponseCancelled(_ResponseOutcome):
+    TYPE: ClassVar[str] = "response.cancelled"
+
+
+class ResponseIncomplete(_ResponseOutcome):
+    TYPE: ClassVar[str] = "response.incomplete"
+
+
+RESPONSE_OUTCOMES: dict[str, type[_ResponseOutcome]] = {
+    m.TYPE.removeprefix("response."): m for m in (ResponseCompleted, ResponseFailed, ResponseCancelled,
+                                                  ResponseIncomplete)}
+
+
 # -- inference --------------------------------------------------------------------
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
