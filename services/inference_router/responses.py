@@ -11,8 +11,8 @@ from aiohttp import web
 
 from services.inference_router.admission import Admitted, admit, build_job
 from services.inference_router.context import RouterContext, new_id
-from services.inference_router.rate_limits import RATE_GRANT
 from services.inference_router.dispatch import run_to_end
+from services.inference_router.rate_limits import RATE_GRANT
 from services.inference_router.response_docs import ACTIVE, finished_changes, new_document, render
 from services.inference_router.responses_stream import ResponsesEventWriter
 from services.inference_router.sse import relay, stream_slot

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shared.logging import get_logger
+from shared.ratelimit.limits import LimiterUnavailable
 
 log = get_logger("ratelimit.leases")
 
@@ -109,7 +110,7 @@ async def renewed(leases: Leases, keys: Sequence[str], lease_id: str, ttl: float
             try:
                 if not await leases.renew(keys, lease_id, ttl):
                     log.warning("a lease expired while held", lease_id=lease_id)
-            except Exception as exc:  # an outage must not end what the lease guards; it expires at worst
+            except LimiterUnavailable as exc:  # an outage must not end what the lease guards; it expires at worst
                 log.warning("could not renew a lease", lease_id=lease_id, error=str(exc))
 
     renewer = asyncio.create_task(renew_forever())
@@ -121,5 +122,5 @@ async def renewed(leases: Leases, keys: Sequence[str], lease_id: str, ttl: float
             await renewer
         try:
             await asyncio.shield(leases.release(keys, lease_id))
-        except Exception as exc:
+        except LimiterUnavailable as exc:
             log.warning("could not release a lease; it expires by itself", lease_id=lease_id, error=str(exc))

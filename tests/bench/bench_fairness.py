@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from shared.settings import Settings
 from tests.bench.common import (
     CPU_NOTE,
     TINY_MODEL,
@@ -38,7 +39,6 @@ from tests.bench.common import (
     print_table,
     rabbit_vhost,
 )
-from shared.settings import Settings
 from tests.e2e.topology import Topology, start_topology
 
 GOAL_P99_RATIO = 2.0

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from services.inference_router.fairness.drr import DeficitRoundRobin
 from services.inference_router.metrics import FAIR_WAIT_SECONDS, FAIR_WAITING
-from shared.ratelimit import Leases, LimiterUnavailable, Pool
 from shared.logging import get_logger
+from shared.ratelimit import Leases, LimiterUnavailable, Pool
 
 log = get_logger("inference_router.fairness")
 POLL_SECONDS = 0.1  # releases by other replicas, and leases that expired, are seen this often
