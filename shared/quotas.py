@@ -25,6 +25,7 @@ QUOTA_LABELS = {
     "stored_bytes": "stored bytes",
     "pending_uploads": "pending uploads",
     "validations_in_flight": "validations in flight",
+    "webhook_endpoints": "webhook endpoints",
 }
 # rate and concurrency limits an operator may override per org the same way (429s, not quotas)
 RATE_LABELS = {
@@ -49,6 +50,7 @@ class OrgLimits(BaseModel):
     stored_bytes: int | None = Field(None, ge=0, le=MAX_LIMIT)
     pending_uploads: int | None = Field(None, ge=0, le=MAX_LIMIT)
     validations_in_flight: int | None = Field(None, ge=0, le=MAX_LIMIT)
+    webhook_endpoints: int | None = Field(None, ge=0, le=MAX_LIMIT)
     requests_per_minute: int | None = Field(None, ge=1, le=MAX_LIMIT)
     tokens_per_minute: int | None = Field(None, ge=1, le=MAX_LIMIT)
     management_requests_per_minute: int | None = Field(None, ge=1, le=MAX_LIMIT)
@@ -70,6 +72,7 @@ class EffectiveLimits(BaseModel):
     stored_bytes: int
     pending_uploads: int
     validations_in_flight: int
+    webhook_endpoints: int
     # None: the setting is unset, no limit
     requests_per_minute: int | None
     tokens_per_minute: int | None
@@ -91,6 +94,7 @@ def default_limits(settings: Settings) -> EffectiveLimits:
     return EffectiveLimits(loras=settings.quota_loras, files=settings.quota_files,
                            stored_bytes=settings.quota_stored_bytes, pending_uploads=settings.quota_pending_uploads,
                            validations_in_flight=settings.quota_validations_in_flight,
+                           webhook_endpoints=settings.quota_webhook_endpoints,
                            requests_per_minute=settings.ratelimit_requests_per_minute,
                            tokens_per_minute=settings.ratelimit_tokens_per_minute,
                            management_requests_per_minute=settings.ratelimit_management_requests_per_minute,

@@ -1,6 +1,8 @@
 """Platform settings from the environment (prefix LORASERVE_); one object for every service."""
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +14,8 @@ GiB = 1024**3
 # what a process runs with when nothing is set: fine on a laptop, refused in production
 DEV_SERVICE_TOKEN = "dev-service-token"
 DEV_KEY_PEPPER = "dev-key-pepper"
+# AES-256-GCM key of the stored webhook signing secrets (base64 of 32 bytes); a fixed one for development only
+DEV_WEBHOOK_SECRETS_KEY = "bG9yYXNlcnZlIGRldiB3ZWJob29rIHNlY3JldHMhISE="
 MIN_SECRET_CHARS = 32
 
 
@@ -103,6 +107,16 @@ class Settings(BaseSettings):
     # a model without one ends its validations `unverified` (engine_not_deployed) after the static checks
     deployed_models: dict[str, bool] = Field(default_factory=dict)
 
+    # webhooks: signing secrets are sealed under this key (base64 of 32 random bytes; required in production)
+    webhook_secrets_key: str = DEV_WEBHOOK_SECRETS_KEY
+    # receivers on loopback/private/CGNAT addresses (and plain http) allowed; unset: yes outside production
+    webhook_allow_private: bool | None = None
+    # operator allow-list: comma-separated CIDRs a receiver may resolve to although otherwise refused
+    webhook_allowed_cidrs: str = ""
+    webhook_connect_timeout_seconds: float = Field(5.0, gt=0)
+    webhook_timeout_seconds: float = Field(15.0, gt=0)  # a whole delivery attempt, response included
+    webhook_max_response_bytes: int = Field(64 * 1024, ge=0)  # read of a receiver's answer, the rest dropped
+
     @property
     def keys_path(self) -> Path:
         return self.keys_file or self.data_dir / "keys.json"
@@ -111,15 +125,30 @@ class Settings(BaseSettings):
     def production(self) -> bool:
         return self.env == "production"
 
-    def secret_problems(self, service_token: bool = True, key_pepper: bool = True) -> list[str]:
+    def secret_problems(self, service_token: bool = True, key_pepper: bool = True,
+                        webhook_secrets_key: bool = False) -> list[str]:
         """In production: what keeps this process from starting safely (none in dev). A process that checks no
-        API keys (the worker, the validator) needs no pepper; `admin keys` needs no token."""
+        API keys (the worker, the validator) needs no pepper; `admin keys` needs no token; only the webhooks
+        service seals signing secrets."""
         if not self.production:
             return []
         problems = [service_token and secret_problem("LORASERVE_SERVICE_TOKEN", self.service_token, DEV_SERVICE_TOKEN),
                     key_pepper and secret_problem("LORASERVE_KEY_PEPPER", self.key_pepper, DEV_KEY_PEPPER),
+                    webhook_secrets_key and self.webhook_secrets_key_problem(),
                     self.redis_password_problem()]
         return [p for p in problems if p]
+
+    def webhook_secrets_key_problem(self) -> str | None:
+        how = 'set it to 32 random bytes in base64, e.g. LORASERVE_WEBHOOK_SECRETS_KEY="$(openssl rand -base64 32)"'
+        if self.webhook_secrets_key == DEV_WEBHOOK_SECRETS_KEY:
+            return f"LORASERVE_WEBHOOK_SECRETS_KEY is the development default: {how}"
+        try:
+            key = base64.b64decode(self.webhook_secrets_key, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != 32:
+            return f"LORASERVE_WEBHOOK_SECRETS_KEY is not base64 of 32 bytes: {how}"
+        return None
 
     def redis_password_problem(self) -> str | None:
         """A process given a Redis URL needs its password: an open Redis lets anything that reaches it reset
@@ -132,9 +161,10 @@ class Settings(BaseSettings):
                     "password redis-server requires (--requirepass), e.g. \"$(openssl rand -hex 32)\"")
         return secret_problem("LORASERVE_REDIS_PASSWORD", password, dev_default="")
 
-    def require_safe(self, service_token: bool = True, key_pepper: bool = True) -> None:
+    def require_safe(self, service_token: bool = True, key_pepper: bool = True,
+                     webhook_secrets_key: bool = False) -> None:
         """Raise UnsafeSettings (exit status 1 with the reasons) when production secrets are missing or weak."""
-        problems = self.secret_problems(service_token, key_pepper)
+        problems = self.secret_problems(service_token, key_pepper, webhook_secrets_key)
         if problems:
             raise UnsafeSettings("refusing to start in production (LORASERVE_ENV=production):\n  "
                                  + "\n  ".join(problems))
@@ -146,6 +176,7 @@ class Settings(BaseSettings):
     quota_stored_bytes: int = Field(1024**4, ge=0)  # 1 TiB: files plus pending uploads' declared bytes
     quota_pending_uploads: int = Field(100, ge=0)
     quota_validations_in_flight: int = Field(100, ge=0)  # validation records pending or running
+    quota_webhook_endpoints: int = Field(20, ge=0)
 
     # rate limits on the inference APIs per org and per API key: fixed windows of ratelimit_window_seconds
     # (the "per minute" limits count per window); over one -> 429 with retry-after. None: no limit
@@ -175,3 +206,13 @@ class Settings(BaseSettings):
     fair_quantum_tokens: int = Field(512, ge=1)  # about one request of the default max_tokens per turn
     fair_org_queue: int = Field(1000, ge=1)  # requests one org may have waiting at one router replica
     worker_org_max_running: int | None = Field(None, ge=1)  # per org in a worker's batch; None: half of it
+
+    # webhook deliveries: a failed attempt (timeout, connection error, non-2xx) is retried after a random delay in
+    # [0, min(cap, base·2^(n-1))] until webhook_retry_seconds after the first attempt; an endpoint whose attempts
+    # have failed without a success for webhook_disable_after_seconds is disabled
+    webhook_retry_seconds: float = Field(72 * 3600.0, gt=0)
+    webhook_retry_base_seconds: float = Field(5.0, gt=0)
+    webhook_retry_cap_seconds: float = Field(3600.0, gt=0)
+    webhook_disable_after_seconds: float = Field(72 * 3600.0, gt=0)
+    webhook_delivery_concurrency: int = Field(64, ge=1)  # attempts in flight per webhooks process
+    webhook_poll_seconds: float = Field(0.5, gt=0)  # how often due retries are looked for (new events wake it)
