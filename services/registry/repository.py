@@ -2,18 +2,24 @@
 
 Changes are compare-and-set on the document's `version`: the caller computes the new
 document with the pure domain functions and `replace` applies it only if nobody changed
-the document in between.
+the document in between. The events a change causes are stored in the same update, in the
+document's `outbox` (shared/bus/outbox.py), which the domain never sees. A deleted document has
+no outbox left, so its lora.deleted event is kept in `deletions` first (see `prepare_deletion`).
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from services.registry.domain.lora import LoraDocument
+from shared.bus.outbox import FIELD as OUTBOX
 
 COLLECTION = "loras"
+DELETIONS = "deletions"  # lora.deleted events, written before their document is deleted
+KEY_FIELDS = ("org_id", "id")
 
 
 class NameTaken(Exception):
@@ -23,6 +29,11 @@ class NameTaken(Exception):
 class LoraRepository:
     def __init__(self, database):
         self.loras = database[COLLECTION]
+        self.deletions = database[DELETIONS]
+
+    @staticmethod
+    def key(document: LoraDocument) -> dict[str, str]:
+        return {"org_id": document.org_id, "id": document.id}
 
     async def ensure_indexes(self) -> None:
         await self.loras.create_index([("org_id", ASCENDING), ("name", ASCENDING)], unique=True)
@@ -32,10 +43,13 @@ class LoraRepository:
         await self.loras.create_index([("validations.id", ASCENDING)])
         await self.loras.create_index([("validations.status", ASCENDING),
                                        ("validations.created_at", ASCENDING)])
+        await self.loras.create_index(f"{OUTBOX}.created_at", sparse=True)
+        await self.deletions.create_index([("id", ASCENDING)], unique=True)
+        await self.deletions.create_index([("created_at", ASCENDING)])
 
-    async def insert(self, document: LoraDocument) -> None:
+    async def insert(self, document: LoraDocument, events: Iterable[dict[str, Any]] = ()) -> None:
         try:
-            await self.loras.insert_one(document.model_dump(mode="json"))
+            await self.loras.insert_one({**document.model_dump(mode="json"), OUTBOX: list(events)})
         except DuplicateKeyError:
             raise NameTaken(document.name) from None
 
@@ -48,16 +62,37 @@ class LoraRepository:
         query = {"org_id": org_id, "id": lora_id, "validations.id": validation_id}
         return _document(await self.loras.find_one(query))
 
-    async def replace(self, before: LoraDocument, after: LoraDocument) -> bool:
-        """Store `after` if the stored document is still at `before.version`; False when it moved on."""
-        stored = await self.loras.find_one_and_replace(
-            {"org_id": before.org_id, "id": before.id, "version": before.version},
-            after.model_dump(mode="json"), return_document=ReturnDocument.AFTER)
+    async def replace(self, before: LoraDocument, after: LoraDocument,
+                      events: Iterable[dict[str, Any]] = ()) -> bool:
+        """Store `after`, and add `events` to its outbox, if the stored document is still at
+        `before.version`; False when it moved on. Entries already in the outbox stay."""
+        update: dict[str, Any] = {"$set": after.model_dump(mode="json")}
+        if events := list(events):
+            update["$push"] = {OUTBOX: {"$each": events}}
+        stored = await self.loras.find_one_and_update(
+            {**self.key(before), "version": before.version}, update, return_document=ReturnDocument.AFTER)
         return stored is not None
 
-    async def delete(self, document: LoraDocument) -> bool:
-        result = await self.loras.delete_one({"org_id": document.org_id, "id": document.id})
+    async def delete(self, document: LoraDocument, *, at_version: bool = False) -> bool:
+        """Delete the document (only while it is still at `document.version` when `at_version`)."""
+        query = {**self.key(document), **({"version": document.version} if at_version else {})}
+        result = await self.loras.delete_one(query)
         return result.deleted_count == 1
+
+    async def exists(self, org_id: str, lora_id: str) -> bool:
+        return await self.loras.find_one({"org_id": org_id, "id": lora_id}, {"_id": 1}) is not None
+
+    async def prepare_deletion(self, document: LoraDocument, event: dict[str, Any]) -> None:
+        """Keep the lora.deleted event before the document goes: the delete then commits it. An entry
+        whose document still exists was never committed (see sweeper.py)."""
+        await self.deletions.insert_one({**event, "org_id": document.org_id, "lora_id": document.id})
+
+    async def drop_deletion(self, event_id: str) -> None:
+        await self.deletions.delete_one({"id": event_id})
+
+    async def deletions_before(self, older_than: float, limit: int = 500) -> list[dict[str, Any]]:
+        cursor = self.deletions.find({"created_at": {"$lt": older_than}}, {"_id": 0}).limit(limit)
+        return [entry async for entry in cursor]
 
     async def page(self, org_id: str | None, *, after: tuple[int, str] | None, limit: int,
                    descending: bool) -> list[LoraDocument]:
@@ -99,4 +134,5 @@ def _document(raw: dict | None) -> LoraDocument | None:
     if raw is None:
         return None
     raw.pop("_id", None)
+    raw.pop(OUTBOX, None)
     return LoraDocument.model_validate(raw)

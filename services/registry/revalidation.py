@@ -15,7 +15,7 @@ from services.registry.context import Registry
 from services.registry.domain.engines import outdated_models, revalidated
 from services.registry.domain.lora import LoraDocument
 from services.registry.operations import CAS_ATTEMPTS
-from services.registry.publishing import publish_jobs, publish_lora_event
+from services.registry.publishing import deliver, lora_event, publish_jobs
 from shared.logging import get_logger
 
 log = get_logger("registry.revalidation")
@@ -44,10 +44,11 @@ async def _revalidate(registry: Registry, document: LoraDocument, fingerprints: 
         if not models:
             return 0
         after = revalidated(document, models, fingerprints, int(time.time()))
-        if await registry.repository.replace(document, after):
+        events = [lora_event(registry, "updated", after)]
+        if await registry.repository.replace(document, after, events):
+            await deliver(registry, after, events)
             known = {r.id for r in document.validations}
             await publish_jobs(registry, after, [r for r in after.validations if r.id not in known])
-            await publish_lora_event(registry, "updated", after)
             return len(models)
         document = await registry.repository.get(document.org_id, lora_id=document.id)
         if document is None:

@@ -1,16 +1,22 @@
-"""Ends validation records stuck in pending/running past the deadline as `unverified`.
+"""Ends validation records stuck in pending/running past the deadline as `unverified`, and
+publishes the events a crash or a bus outage left in the outboxes (at start-up, then every round).
 
 A record can be stuck when no worker pool serves its model (Kimi-K2.6 today) or when a job
-was lost. Every registry instance may sweep: the fold's compare-and-set makes it idempotent.
+was lost. Every registry instance may sweep: the fold's compare-and-set makes it idempotent,
+and an event published twice keeps its CloudEvents id.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from functools import partial
 
 from services.registry.context import Registry
 from services.registry.domain.status import IN_PROGRESS
 from services.registry.operations import mark_unverified
+from services.registry.publishing import deliver_deletion, outbox
+from shared.bus.outbox import GRACE_SECONDS, keep_flushing
 from shared.logging import get_logger
 
 log = get_logger("registry.sweeper")
@@ -41,15 +47,28 @@ async def sweep_once(registry: Registry, now: float | None = None) -> int:
     return marked
 
 
+async def flush_outboxes(registry: Registry, older_than: float) -> int:
+    """Publish the events stored before `older_than` and not yet marked published; returns how many."""
+    published = await outbox(registry).flush(older_than)
+    uncommitted_before = time.time() - GRACE_SECONDS
+    for entry in await registry.repository.deletions_before(older_than):
+        if not await registry.repository.exists(entry["org_id"], entry["lora_id"]):
+            published += await deliver_deletion(registry, entry)
+        elif entry["created_at"] < uncommitted_before:  # its delete never happened (it lost a race, or crashed)
+            await registry.repository.drop_deletion(entry["id"])
+    return published
+
+
 def sweeper_ctx(registry: Registry):
     async def ctx(app):
-        task = asyncio.create_task(_loop(registry, interval_for(registry.validation_deadline_seconds)))
+        interval = interval_for(registry.validation_deadline_seconds)
+        tasks = [asyncio.create_task(_loop(registry, interval)),
+                 asyncio.create_task(keep_flushing(partial(flush_outboxes, registry), interval, "registry"))]
         yield
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     return ctx
 
 

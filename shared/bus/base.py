@@ -114,6 +114,11 @@ class Bus(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def publish_event(self, event: CloudEvent, *, exchange: str, routing_key: str) -> None:
+        """Publish a CloudEvent prepared earlier (an outbox entry) exactly as it is: a re-publish keeps
+        its `id`, so consumers recognise it. Same confirms and errors as `publish`."""
+
+    @abc.abstractmethod
     async def consume(self, queue: str, handler: Handler, *, prefetch: int = 8) -> Subscription:
         """Start consuming a durable queue of the topology."""
 

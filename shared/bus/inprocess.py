@@ -141,6 +141,9 @@ class InProcessBus(Bus):
         )
         return event
 
+    async def publish_event(self, event: CloudEvent, *, exchange: str, routing_key: str) -> None:
+        await self._send(Envelope(event.to_bytes(), exchange, routing_key, 0, event.correlationid))
+
     async def request(
         self, message: Message, *, source: str, correlation_id: str | None = None, priority: int | None = None
     ) -> ReplyStream:

@@ -144,6 +144,9 @@ class RabbitBus(Bus):
         )
         return event
 
+    async def publish_event(self, event: CloudEvent, *, exchange: str, routing_key: str) -> None:
+        await self.publisher.publish_event(exchange, routing_key, event, correlation_id=event.correlationid)
+
     async def request(
         self, message: Message, *, source: str, correlation_id: str | None = None, priority: int | None = None
     ) -> ReplyStream:
