@@ -24,8 +24,9 @@ SERVICES = {
     "validator": "services.validator.app",
     "inference-router": "services.inference_router.app",
     "gpu-worker": "services.gpu_worker.app",
+    "webhooks": "services.webhooks.app",
 }
-HTTP_SERVICES = ("file-ingest", "registry", "validator", "inference-router")
+HTTP_SERVICES = ("file-ingest", "registry", "validator", "inference-router", "webhooks")
 
 
 def make_identity(settings: Settings, documents) -> IdentityStore:

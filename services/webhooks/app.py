@@ -6,7 +6,9 @@ from functools import partial
 from aiohttp import web
 
 from services.webhooks.context import Webhooks
-from services.webhooks.handlers import endpoints
+from services.webhooks.delivery_repo import DeliveryRepository
+from services.webhooks.fanout import deliveries_ctx
+from services.webhooks.handlers import deliveries, endpoints
 from shared.platform import Platform, ServicePart
 
 NAME = "webhooks"
@@ -22,6 +24,8 @@ def routes(ctx: Webhooks) -> list[web.AbstractRouteDef]:
         web.post("/v1/webhook_endpoints/{endpoint_id}/rotate_secret", partial(endpoints.rotate_secret, ctx)),
         web.post("/v1/webhook_endpoints/{endpoint_id}/test", partial(endpoints.send_test, ctx)),
         web.get("/v1/webhook_event_types", partial(endpoints.event_types, ctx), allow_head=False),
+        web.get("/v1/webhook_endpoints/{endpoint_id}/deliveries",
+                partial(deliveries.list_deliveries, ctx, DeliveryRepository(ctx.database)), allow_head=False),
     ]
 
 
@@ -33,7 +37,7 @@ def indexes_ctx(ctx: Webhooks):
 
 
 def part_for(ctx: Webhooks) -> ServicePart:
-    return ServicePart(name=NAME, routes=routes(ctx), cleanup_ctx=[indexes_ctx(ctx)],
+    return ServicePart(name=NAME, routes=routes(ctx), cleanup_ctx=[indexes_ctx(ctx), deliveries_ctx(ctx)],
                        readiness=[ctx.repository.ping])
 
 

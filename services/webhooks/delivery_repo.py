@@ -62,10 +62,13 @@ class DeliveryRepository:
 
     async def claim_due(self, now: float, lease_seconds: float) -> dict | None:
         """Take the most overdue pending delivery nobody holds, for `lease_seconds`."""
-        return await self.deliveries.find_one_and_update(
+        claimed = await self.deliveries.find_one_and_update(
             {"status": PENDING, "next_attempt_at": {"$lte": now}, "claimed_until": {"$lte": now}},
             {"$set": {"claim": random.token_hex(12), "claimed_until": now + lease_seconds}},
-            sort=[("next_attempt_at", ASCENDING)], projection={"_id": 0}, return_document=ReturnDocument.AFTER)
+            sort=[("next_attempt_at", ASCENDING)], return_document=ReturnDocument.AFTER)
+        if claimed is not None:  # (no projection here: mongomock then returns None for AFTER)
+            claimed.pop("_id", None)
+        return claimed
 
     async def record_attempt(self, claimed: dict, attempt: dict, changes: dict) -> bool:
         """Append an attempt and apply `changes` (status, next_attempt_at, …) while the claim still holds;

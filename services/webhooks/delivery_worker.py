@@ -76,7 +76,7 @@ class DeliveryWorker:
             self._wake.clear()  # before claiming: a wake during the claims is not lost
             try:
                 await self._start_due()
-            except Exception:  # noqa: BLE001 -- a database hiccup must not end deliveries; the next poll retries
+            except Exception:  # a database hiccup must not end deliveries; the next poll retries
                 log.exception("webhooks.claim_failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
@@ -108,7 +108,7 @@ class DeliveryWorker:
     async def _attempt_logged(self, claimed: dict) -> None:
         try:
             await self.attempt(claimed)
-        except Exception:  # noqa: BLE001 -- the claim lapses and the delivery is tried again
+        except Exception:  # the claim lapses and the delivery is tried again
             log.exception("webhooks.attempt_failed", delivery=claimed["id"])
 
     async def attempt(self, claimed: dict) -> None:

@@ -6,11 +6,14 @@ so the same webhook event id) finds its deliveries stored already and adds none.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
 from services.webhooks.catalog import webhook_event
+from services.webhooks.context import Webhooks
 from services.webhooks.delivery_repo import DeliveryRepository
+from services.webhooks.delivery_worker import DeliveryWorker, WorkerConfig, worker_ctx
 from services.webhooks.repository import EndpointRepository
 from shared.bus.base import Bus, DeadLetter, Delivery
 from shared.contracts import topology as t
@@ -37,7 +40,7 @@ class Fanout:
             added += await self.deliveries.add(event, endpoint["id"], self.clock())
         if added:
             self.wake()
-        log.debug("webhooks.fanned_out", event=event.id, type=event.type, org=event.org_id, deliveries=added)
+        log.debug("webhooks.fanned_out", event_id=event.id, type=event.type, org=event.org_id, deliveries=added)
 
 
 def fanout_ctx(bus: Bus, fanout: Fanout):
@@ -47,3 +50,19 @@ def fanout_ctx(bus: Bus, fanout: Fanout):
         yield
         await subscription.close()
     return ctx
+
+
+def deliveries_ctx(ctx: Webhooks):
+    """cleanup_ctx of the whole delivery side: indexes, the delivery loop, then the consumer that wakes it
+    (stopped in reverse: no new deliveries, then the loop gives back what it held)."""
+    async def run(app):
+        deliveries = DeliveryRepository(ctx.database)
+        await deliveries.ensure_indexes()
+        worker = DeliveryWorker(deliveries, ctx.repository, ctx.egress, WorkerConfig.from_settings(ctx.settings),
+                                clock=ctx.clock)
+        fanout = Fanout(deliveries, ctx.repository, wake=worker.wake, clock=ctx.clock)
+        async with contextlib.AsyncExitStack() as stack:
+            for part in (worker_ctx(worker), fanout_ctx(ctx.bus, fanout)):
+                await stack.enter_async_context(contextlib.asynccontextmanager(part)(app))
+            yield
+    return run

@@ -14,6 +14,7 @@ from shared.contracts import files as f
 from shared.contracts import inference as inf
 from shared.contracts import loras as lo
 from shared.contracts import usage as us
+from shared.contracts import webhooks as wh
 from shared.contracts.common import ListEnvelope, ListParams
 
 API_VERSION = "1.0.0"
@@ -28,6 +29,7 @@ SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 ERROR_TEXT = {
     400: "The request is invalid; `error.param` names the first offending parameter.",
     401: "No API key, or an unknown or revoked one.",
+    403: "A quota of the organization is used up (`error.code` `quota_exceeded`, `error.param` names it).",
     404: "No such object in the caller's organization (another organization's objects are 404 too).",
     409: "The request conflicts with the object's current state.",
     413: "The request body is over the size limit.",
@@ -114,6 +116,7 @@ PATH_PARAMS = {
     "file_id": "A File id (`file-…`).", "upload_id": "An Upload id (`upload_…`).",
     "ref": "A LoRA's name or its UUID.", "response_id": "A Response id (`resp_…`).",
     "model_id": "A catalogue model id; it contains a `/` (e.g. `moonshotai/Kimi-K2.6`), sent as is.",
+    "endpoint_id": "A webhook endpoint id (`whep_…`).",
 }
 BODY_ERRORS = (400, 413, 415)
 CONTENT_RESPONSES = {
@@ -178,4 +181,25 @@ OPERATIONS: tuple[Operation, ...] = (
               "The organization's completions usage in time buckets, by model, API key and LoRA (OpenAI's "
               "shape; arrays as `group_by=a&group_by=b`, `group_by[]=a` or `group_by=a,b`)", "Usage",
               us.UsagePage, query=us.UsageQuery, errors=(400,)),
+    Operation("post", "/v1/webhook_endpoints", "createWebhookEndpoint",
+              "Create a webhook endpoint; its signing secret is in this answer only", "Webhooks",
+              wh.WebhookEndpointWithSecret, wh.WebhookEndpointCreate, errors=(*BODY_ERRORS, 403)),
+    Operation("get", "/v1/webhook_endpoints", "listWebhookEndpoints", "List the organization's webhook endpoints, "
+              "newest first", "Webhooks", wh.WebhookEndpointList, query=wh.WebhookEndpointListQuery, errors=(400,)),
+    Operation("get", "/v1/webhook_endpoints/{endpoint_id}", "retrieveWebhookEndpoint", "Retrieve a webhook "
+              "endpoint", "Webhooks", wh.WebhookEndpoint, errors=(404,)),
+    Operation("post", "/v1/webhook_endpoints/{endpoint_id}", "updateWebhookEndpoint", "Update a webhook endpoint's "
+              "name, URL, event types or status", "Webhooks", wh.WebhookEndpoint, wh.WebhookEndpointUpdate,
+              errors=(*BODY_ERRORS, 404)),
+    Operation("delete", "/v1/webhook_endpoints/{endpoint_id}", "deleteWebhookEndpoint", "Delete a webhook "
+              "endpoint", "Webhooks", wh.DeletedWebhookEndpoint, errors=(404,)),
+    Operation("post", "/v1/webhook_endpoints/{endpoint_id}/rotate_secret", "rotateWebhookEndpointSecret",
+              "Give the endpoint a new signing secret (in this answer only), optionally keeping the old one "
+              "for 24 hours", "Webhooks", wh.WebhookEndpointWithSecret, wh.WebhookRotateSecret,
+              errors=(*BODY_ERRORS, 404)),
+    Operation("post", "/v1/webhook_endpoints/{endpoint_id}/test", "testWebhookEndpoint",
+              "Send one signed sample event to the endpoint and report the receiver's status code", "Webhooks",
+              wh.WebhookEndpointTestResult, wh.WebhookTest, errors=(*BODY_ERRORS, 404)),
+    Operation("get", "/v1/webhook_event_types", "listWebhookEventTypes", "The event types an endpoint may "
+              "subscribe to, with what each means", "Webhooks", wh.WebhookEventTypeList),
 )

@@ -111,6 +111,10 @@ VALIDATION_QUEUE = "loraserve.validator.jobs"
 REGISTRY_STATUS_QUEUE = "loraserve.registry.validation-status"
 FILE_REFS_QUEUE = "loraserve.file-ingest.lora-refs"
 ROUTER_RESPONSES_QUEUE = "loraserve.router.response-events"
+WEBHOOKS_QUEUE = "loraserve.webhooks.events"
+# the public events webhooks are made of (services/webhooks/catalog.py maps them to webhook event types)
+WEBHOOK_BINDINGS = ("org.*.lora.validation.finished", "org.*.lora.deleted", "org.*.response.completed",
+                    "org.*.response.failed", "org.*.response.cancelled", "org.*.response.incomplete")
 
 
 def gpu_validation_queue(slug: str) -> str:
@@ -171,6 +175,9 @@ def topology(slugs: list[str]) -> Topology:
                 max_priority=MAX_PRIORITY,
             )
         )
+    # the webhooks service's fan-out of public events into deliveries
+    queues.append(Queue(WEBHOOKS_QUEUE, QueueType.QUORUM, bindings=tuple((EVENTS, k) for k in WEBHOOK_BINDINGS),
+                        delivery_limit=VALIDATION_DELIVERY_LIMIT))
     dead_letter_queues = tuple(
         Queue(q.dlq_name, QueueType.QUORUM, bindings=((DEAD_LETTERS, q.name),), dead_letter=False)
         for q in queues

@@ -23,6 +23,8 @@ PUBLIC_ROUTES = {
     "/v1/responses": "inference-router",
     "/v1/messages": "inference-router",
     "/v1/models": "inference-router",
+    "/v1/webhook_endpoints": "webhooks",
+    "/v1/webhook_event_types": "webhooks",
 }
 HTTP_PORT = 8000
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")

@@ -64,7 +64,7 @@ def test_every_overlay_denies_by_default(rendered):
 
 def test_the_ingress_controller_reaches_only_the_public_services(cluster):
     reachable = {name for name in cluster.pods if cluster.allows(INGRESS_CONTROLLER, name, HTTP_PORT)}
-    assert reachable == {"file-ingest", "registry", "inference-router"}
+    assert reachable == {"file-ingest", "registry", "inference-router", "webhooks"}
 
 
 def test_internal_apis_are_reachable_only_by_their_callers(cluster):
@@ -107,6 +107,22 @@ def test_services_cannot_call_out_of_the_cluster(cluster):
     assert not cluster.allows("inference-router", INTERNET, 443)
     assert not cluster.allows("worker-kimi-k2-tiny", INTERNET, 443)
     assert not cluster.allows(STRANGER, "validator", HTTP_PORT)
+
+
+RECEIVER_REFUSED = ("10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254", "127.0.0.1")
+
+
+def test_only_webhooks_reaches_the_internet_and_only_https_to_public_addresses(cluster):
+    assert cluster.allows("webhooks", INTERNET, 443)
+    assert not cluster.allows("webhooks", INTERNET, 80)
+    assert not cluster.allows("webhooks", INTERNET, 8443)
+    for address in RECEIVER_REFUSED:
+        assert not cluster.allows("webhooks", Endpoint.external(address), 443), address
+    assert not cluster.allows("webhooks", "validator", HTTP_PORT)
+    assert not cluster.allows("webhooks", "registry", HTTP_PORT)
+    services = [n for n in cluster.pods if n not in DEPENDENCY_PORTS and n != "redis"]
+    others = [n for n in services if n != "webhooks" and cluster.allows(n, INTERNET, 443)]
+    assert others == []
 
 
 def test_the_evaluator_follows_kubernetes_semantics():

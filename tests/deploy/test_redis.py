@@ -1,5 +1,5 @@
 """Redis, the rate limiters' shared store: every replica of the services with public routes (the
-inference-router's inference limits, the management limits of all three) names the same Redis,
+inference-router's inference limits, the management limits of the others) names the same Redis,
 which exists, answers on the port the URL names, holds only counters (no persistence), and is
 reachable from those services alone — in compose and in every rendered overlay. Redis requires
 a password from the same Secret the router sends (prod's comes from the operator, never the repo),
@@ -27,7 +27,7 @@ from tests.deploy.test_network_policies import INGRESS_CONTROLLER, INTERNET, PRO
 from tests.deploy.test_production_secrets import readme_generates
 
 ROUTER = "inference-router"
-REDIS_CLIENTS = (ROUTER, "registry", "file-ingest")
+REDIS_CLIENTS = (ROUTER, "registry", "file-ingest", "webhooks")
 
 
 def _counters_only(args: list[str]) -> bool:

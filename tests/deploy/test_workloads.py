@@ -28,7 +28,7 @@ SETTINGS_ENV = {f"LORASERVE_{name.upper()}" for name in Settings.model_fields}
 EXTERNAL_SECRETS = {
     "dev": set(),
     "prod": {"loraserve-credentials", "loraserve-api-keys", "loraserve-key-pepper", "loraserve-redis", "loraserve-rabbitmq-users", "loraserve-keda-rabbitmq",
-             "loraserve-mongodb-password", "loraserve-minio-env", "loraserve-minio-user",
+             "loraserve-mongodb-password", "loraserve-minio-env", "loraserve-minio-user", "loraserve-webhook-secrets",
              "mongodb-admin-loraserve", "loraserve-tls"},  # the last two: written by the operator, cert-manager
 }
 
