@@ -30,7 +30,7 @@ USER_AGENT = "LoRAServe-Webhooks/1"
 METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 # refused everywhere unless allow-listed; the rest of the non-public space only in production
-ALWAYS_REFUSED = {"cloud metadata", "unspecified", "multicast", "reserved"}
+ALWAYS_REFUSED = {"cloud metadata", "unspecified", "multicast", "reserved", "non-public"}
 
 
 class UrlRefused(BadRequest):
@@ -65,8 +65,8 @@ def address_kind(address: Address) -> str | None:
             return address_kind(embedded)
     checks = (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
               ("link-local", address.is_link_local), ("multicast", address.is_multicast),
-              ("CGNAT (100.64.0.0/10)", address in CGNAT), ("private", address.is_private),
-              ("reserved", address.is_reserved or not address.is_global))
+              ("CGNAT (100.64.0.0/10)", address in CGNAT), ("reserved", address.is_reserved),
+              ("private", address.is_private), ("non-public", not address.is_global))
     return next((kind for kind, hit in checks if hit), None)
 
 
@@ -119,12 +119,13 @@ class Egress:
         return parsed
 
     def refusal(self, address: Address) -> str | None:
+        """The kind of address that keeps a delivery from `address`, or None when it may be sent."""
         if any(address in network for network in self.allowed if network.version == address.version):
             return None
         kind = address_kind(address)
         if kind is None or (self.allow_private and kind not in ALWAYS_REFUSED):
             return None
-        return f"{address} is a {kind} address"
+        return kind
 
     async def checked_addresses(self, host: str) -> list[Address]:
         """Every address `host` stands for, all of them allowed; UrlRefused otherwise."""
@@ -140,9 +141,10 @@ class Egress:
         if not addresses:
             raise UrlRefused(f"{host} does not resolve")
         for address in addresses:
-            reason = self.refusal(address)
-            if reason:
-                raise UrlRefused(f"{host} resolves to {reason}" if str(address) != literal else reason)
+            kind = self.refusal(address)
+            if kind:
+                where = f"{host} resolves to {address}," if str(address) != literal else f"{address} is"
+                raise UrlRefused(f"{where} a {kind} address")
         return addresses
 
     async def check_url(self, url: str) -> None:

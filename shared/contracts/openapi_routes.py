@@ -14,6 +14,7 @@ from shared.contracts import files as f
 from shared.contracts import inference as inf
 from shared.contracts import loras as lo
 from shared.contracts import usage as us
+from shared.contracts import webhook_deliveries as wd
 from shared.contracts import webhooks as wh
 from shared.contracts.common import ListEnvelope, ListParams
 
@@ -202,4 +203,8 @@ OPERATIONS: tuple[Operation, ...] = (
               wh.WebhookEndpointTestResult, wh.WebhookTest, errors=(*BODY_ERRORS, 404)),
     Operation("get", "/v1/webhook_event_types", "listWebhookEventTypes", "The event types an endpoint may "
               "subscribe to, with what each means", "Webhooks", wh.WebhookEventTypeList),
+    Operation("get", "/v1/webhook_endpoints/{endpoint_id}/deliveries", "listWebhookDeliveries",
+              "The endpoint's delivery log, newest first: each event's attempts with status codes and latency, "
+              "and when the next retry is due", "Webhooks", wd.WebhookDeliveryList, query=wd.WebhookDeliveryListQuery,
+              errors=(400, 404)),
 )
