@@ -1,8 +1,9 @@
 """An in-memory AMQP broker for the embedded default: exchanges, bindings, priority queues, connections.
 
 It models only what the bus relies on: direct/topic/fanout routing plus the default
-exchange, mandatory publishing, per-queue priorities (`x-max-priority`), exclusive
-queues that vanish with their connection, and a broker-side `close_all_connections`
+exchange, mandatory publishing, per-queue priorities (`x-max-priority`), single active consumers
+(`x-single-active-consumer`: the first consumer gets every message, the next takes over when it stops),
+exclusive queues that vanish with their connection, and a broker-side `close_all_connections`
 (what `rabbitmqctl close_all_connections` does) so reconnect paths can be exercised.
 Dead-lettering and delivery counting live in the bus, as they do with RabbitMQ.
 """
@@ -54,12 +55,16 @@ class Envelope:
 class BrokerQueue:
     """Ready messages, highest priority first, then oldest first."""
 
-    def __init__(self, name: str, *, max_priority: int | None = None, owner: object | None = None) -> None:
+    def __init__(self, name: str, *, max_priority: int | None = None, owner: object | None = None,
+                 single_active: bool = False) -> None:
         self.name = name
         self.max_priority = max_priority
         self.owner = owner  # the connection an exclusive queue belongs to
+        self.single_active = single_active  # x-single-active-consumer: only the first in line gets messages
         self._heap: list[tuple[int, int, Envelope]] = []
         self._waiters: deque[asyncio.Future] = deque()
+        self._line: list[object] = []  # single active consumer: consumers in the order they came
+        self._turn_waiters: list[asyncio.Future] = []
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -84,6 +89,32 @@ class BrokerQueue:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
         return heapq.heappop(self._heap)[2]
+
+    async def wait_turn(self, consumer: object) -> None:
+        """Single active consumer: return once `consumer` is first in line (at once on other queues)."""
+        if not self.single_active:
+            return
+        if consumer not in self._line:
+            self._line.append(consumer)
+        while self._line[0] is not consumer:
+            waiter = asyncio.get_running_loop().create_future()
+            self._turn_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._turn_waiters:
+                    self._turn_waiters.remove(waiter)
+
+    def leave(self, consumer: object) -> None:
+        """`consumer` stopped: when it was the active one, the next in line takes over."""
+        if consumer not in self._line:
+            return
+        was_active = self._line[0] is consumer
+        self._line.remove(consumer)
+        if was_active:
+            for waiter in self._turn_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _wake_one(self) -> None:
         while self._waiters:
@@ -111,7 +142,8 @@ class InProcessBroker:
         for exchange in topology.exchanges:
             self.declare_exchange(exchange.name, exchange.type)
         for queue in (*topology.queues, *topology.dead_letter_queues):
-            self.declare_queue(queue.name, max_priority=queue.max_priority)
+            self.declare_queue(queue.name, max_priority=queue.max_priority,
+                               single_active=queue.single_active_consumer)
             for exchange_name, key in queue.bindings:
                 self.bind(queue.name, exchange_name, key)
 
@@ -121,11 +153,13 @@ class InProcessBroker:
             raise BusError(f"exchange {name!r} exists as {existing.value}, not {exchange_type.value}")
 
     def declare_queue(
-        self, name: str, *, max_priority: int | None = None, owner: object | None = None
+        self, name: str, *, max_priority: int | None = None, owner: object | None = None,
+        single_active: bool = False,
     ) -> BrokerQueue:
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = BrokerQueue(name, max_priority=max_priority, owner=owner)
+            queue = self._queues[name] = BrokerQueue(name, max_priority=max_priority, owner=owner,
+                                                     single_active=single_active)
         elif queue.owner is not owner:
             raise BusError(f"queue {name!r} is exclusive to another connection")
         return queue

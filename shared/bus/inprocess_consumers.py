@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from shared.bus import policy
-from shared.bus.base import Subscription
+from shared.bus.base import BusError, Subscription
 from shared.bus.inprocess_broker import Envelope
 from shared.contracts.topology import Queue
 from shared.logging import get_logger
@@ -48,6 +48,10 @@ class Consumer(Subscription):
         dispatcher, self._dispatcher = self._dispatcher, None
         if dispatcher is not None:
             dispatcher.cancel()
+        try:
+            self.bus.broker.queue(self.queue).leave(self)  # a single active consumer hands over at once
+        except BusError:
+            pass  # the queue is gone (a private one, deleted with its connection)
         return dispatcher
 
     async def close(self) -> None:
@@ -60,6 +64,7 @@ class Consumer(Subscription):
         while True:
             await credit.acquire()
             try:
+                await queue.wait_turn(self)
                 envelope = await queue.get()
             except BaseException:
                 credit.release()

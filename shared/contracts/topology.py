@@ -47,6 +47,7 @@ class Queue:
     bindings: tuple[tuple[str, str], ...] = ()  # (exchange, routing key)
     delivery_limit: int | None = None  # quorum only
     max_priority: int | None = None  # classic only
+    single_active_consumer: bool = False  # one consumer at a time gets messages; the others wait their turn
     dead_letter: bool = True  # dead letters go to DEAD_LETTERS keyed by queue name into <name>.dlq
 
     @property
@@ -59,6 +60,8 @@ class Queue:
             args["x-delivery-limit"] = self.delivery_limit
         if self.max_priority is not None:
             args["x-max-priority"] = self.max_priority
+        if self.single_active_consumer:
+            args["x-single-active-consumer"] = True
         if self.dead_letter:
             args["x-dead-letter-exchange"] = DEAD_LETTERS
             args["x-dead-letter-routing-key"] = self.name
@@ -110,6 +113,10 @@ def is_mandatory(exchange: str) -> bool:
 VALIDATION_QUEUE = "loraserve.validator.jobs"
 REGISTRY_STATUS_QUEUE = "loraserve.registry.validation-status"
 FILE_REFS_QUEUE = "loraserve.file-ingest.lora-refs"
+EVENT_LOG_QUEUE = "loraserve.registry.event-log"
+# the public events the registry's event log keeps (never the internal *.status.changed ones)
+EVENT_LOG_BINDINGS = ("org.*.lora.#", "org.*.file.#", "org.*.response.completed", "org.*.response.failed",
+                      "org.*.response.cancelled", "org.*.response.incomplete")
 ROUTER_RESPONSES_QUEUE = "loraserve.router.response-events"
 WEBHOOKS_QUEUE = "loraserve.webhooks.events"
 # the public events webhooks are made of (services/webhooks/catalog.py maps them to webhook event types)
@@ -158,6 +165,9 @@ def topology(slugs: list[str]) -> Topology:
             delivery_limit=VALIDATION_DELIVERY_LIMIT,
         ),
     ]
+    # one appender at a time writes the per-org event log, in the order the events arrive
+    queues.append(Queue(EVENT_LOG_QUEUE, QueueType.QUORUM, bindings=tuple((EVENTS, k) for k in EVENT_LOG_BINDINGS),
+                        delivery_limit=VALIDATION_DELIVERY_LIMIT, single_active_consumer=True))
     for slug in slugs:
         queues.append(
             Queue(
