@@ -24,6 +24,7 @@ from services.inference_router.lora_sync import (
     LoraDirectory,
     registry_listing,
 )
+from services.inference_router.outcomes import keep_publishing
 from services.inference_router.rate_limits import RateLimits
 from services.inference_router.response_events import status_handler, sweep_forever
 from services.inference_router.response_repo import ResponseRepository
@@ -95,7 +96,10 @@ def responses_ctx(router: RouterContext):
             consumers.append(await bus.consume(queue, dead_letter_handler(router)))
         sweeper = asyncio.get_running_loop().create_task(sweep_forever(router))
         held_jobs = asyncio.get_running_loop().create_task(router.background.maintain_forever())
+        # background Responses' outcome events a crash or a bus outage left unpublished (outcomes.py)
+        outcomes = asyncio.get_running_loop().create_task(keep_publishing(router.responses.outbox))
         yield
+        await _stop(outcomes)
         await _stop(held_jobs)
         await _stop(sweeper)
         await router.background.close()
@@ -116,7 +120,8 @@ def router_from(platform: Platform) -> RouterContext:
                          platform.catalogue)
     held = HeldJobs(database["responses"], owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
     return RouterContext(platform=platform, loras=LoraDirectory(_unavailable_listing),
-                         responses=ResponseRepository(database), usage=UsageRepository(database),
+                         responses=ResponseRepository(database, platform.bus, platform.source),
+                         usage=UsageRepository(database),
                          limits=RateLimits(platform.settings, limiter_for(platform.settings.redis_url,
                                                                            platform.settings.redis_password),
                                            Quotas(platform.settings, platform.identity)),

@@ -72,7 +72,7 @@ async def deliver_deletion(registry: Registry, entry: dict[str, Any]) -> bool:
     """Publish a lora.deleted event kept in the deletions outbox, then drop it from there."""
     try:
         await publish_entry(registry.bus, entry)
-    except Exception as exc:  # the LoRA is gone; its event waits in the deletions outbox for the sweeper
+    except Exception as exc:  # noqa: BLE001 -- the LoRA is gone; its event waits in the deletions outbox
         log.warning("lora.deleted not published yet", event_id=entry["id"], error=str(exc))
         return False
     await registry.repository.drop_deletion(entry["id"])

@@ -56,7 +56,7 @@ class DocumentOutbox:
         for entry in entries:
             try:
                 await publish_entry(self.bus, entry)
-            except Exception as exc:  # the change is stored: its events wait in the outbox, never lost
+            except Exception as exc:  # noqa: BLE001 -- the change is stored: its events wait in the outbox
                 log.warning("outbox.publish_failed", type=entry["event"].get("type"), event_id=entry["id"],
                             error=str(exc))
                 return False

@@ -28,6 +28,8 @@ async def declare_topology(channel: AbstractRobustChannel, topology: Topology) -
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
         for exchange_name, key in spec.bindings:
             await queue.bind(exchange_name, key)
+        for exchange_name, key in spec.retired_bindings:
+            await queue.unbind(exchange_name, key)
 
 
 class Publisher:

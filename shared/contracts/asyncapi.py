@@ -11,13 +11,24 @@ import yaml
 
 from shared.contracts import topology as t
 from shared.contracts.cloudevents import CloudEvent
-from shared.contracts.messages import MESSAGE_TYPES, PUBLIC_EVENT_TYPES
+from shared.contracts.messages import MESSAGE_TYPES, PUBLIC_EVENT_TYPES, RESPONSE_OUTCOMES
+
+# the router's background Response outcomes are public too (published through its outbox)
+OUTCOME_MODELS = {model.TYPE: model for model in RESPONSE_OUTCOMES.values()}
+CATALOGUE = tuple(dict.fromkeys((*PUBLIC_EVENT_TYPES, *OUTCOME_MODELS)))
+
+
+def _description(event_type: str, model) -> str:
+    if event_type in OUTCOME_MODELS:
+        return (f"A background Response ended `{event_type.removeprefix('response.')}`; `response` is the "
+                "Response object as GET /v1/responses/{id} returns it.")
+    return (model.__doc__ or event_type).strip().splitlines()[0]
 
 
 def _channel(event_type: str) -> dict:
-    model = MESSAGE_TYPES[event_type]
+    model = {**MESSAGE_TYPES, **OUTCOME_MODELS}[event_type]
     return {
-        "description": (model.__doc__ or event_type).strip().splitlines()[0],
+        "description": _description(event_type, model),
         "parameters": {"org_id": {"description": "the organisation the event belongs to",
                                   "schema": {"type": "string"}}},
         "bindings": {"amqp": {"is": "routingKey", "exchange": {"name": t.EVENTS, "type": "topic", "durable": True}}},
@@ -44,7 +55,7 @@ def document() -> dict:
                            "CloudEvent; customers outside the cluster read them from GET /v1/events (SSE).",
         },
         "defaultContentType": "application/cloudevents+json",
-        "channels": {f"org.{{org_id}}.{event_type}": _channel(event_type) for event_type in PUBLIC_EVENT_TYPES},
+        "channels": {f"org.{{org_id}}.{event_type}": _channel(event_type) for event_type in CATALOGUE},
         "components": {"schemas": {"CloudEvent": CloudEvent.model_json_schema()}},
     }
 

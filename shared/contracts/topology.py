@@ -49,6 +49,8 @@ class Queue:
     max_priority: int | None = None  # classic only
     single_active_consumer: bool = False  # one consumer at a time gets messages; the others wait their turn
     dead_letter: bool = True  # dead letters go to DEAD_LETTERS keyed by queue name into <name>.dlq
+    # bindings of earlier releases, removed from a broker that still has them (RabbitMQ keeps bindings)
+    retired_bindings: tuple[tuple[str, str], ...] = ()
 
     @property
     def dlq_name(self) -> str:
@@ -161,7 +163,9 @@ def topology(slugs: list[str]) -> Topology:
         Queue(
             ROUTER_RESPONSES_QUEUE,
             QueueType.QUORUM,
-            bindings=((EVENTS, "org.*.response.#"),),
+            # the workers' status events only, not the router's own public response.<outcome> events
+            bindings=((EVENTS, "org.*.response.status.changed"),),
+            retired_bindings=((EVENTS, "org.*.response.#"),),
             delivery_limit=VALIDATION_DELIVERY_LIMIT,
         ),
     ]

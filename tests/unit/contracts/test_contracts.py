@@ -80,3 +80,6 @@ def test_committed_asyncapi_document_matches_the_models():
     assert committed == asyncapi.render(), "run: python -m shared.contracts.asyncapi > shared/contracts/asyncapi.yaml"
     channels = asyncapi.document()["channels"]
     assert "org.{org_id}.lora.created" in channels and "org.{org_id}.file.deleted" in channels
+    for status in ("completed", "failed", "cancelled", "incomplete"):
+        payload = channels[f"org.{{org_id}}.response.{status}"]["subscribe"]["message"]["payload"]
+        assert payload["required"] == ["org_id", "response"]
