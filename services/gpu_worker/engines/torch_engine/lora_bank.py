@@ -6,6 +6,8 @@ smaller ranks are zero-padded, which adds nothing.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from services.gpu_worker.adapters.adapter_weights import AdapterWeights, LoraFactors
@@ -50,6 +52,11 @@ class TargetBank:
         self._slot(self.bt, slot)[..., :rank, :] = bt
         self.loaded[slot] = True
 
+    def stage(self, factors: LoraFactors) -> LoraFactors:
+        """The factors on this bank's device and dtype, B already transposed as `write` copies it."""
+        bt = factors.b.transpose(-1, -2).to(self.device, self.dtype).contiguous()
+        return LoraFactors(factors.a.to(self.device, self.dtype).contiguous(), bt.transpose(-1, -2))
+
     def clear(self, slot: int) -> None:
         if self.loaded[slot]:
             self._slot(self.a, slot).zero_()
@@ -58,6 +65,13 @@ class TargetBank:
 
     def _slot(self, stacked: torch.Tensor, slot: int) -> torch.Tensor:
         return stacked[:, slot] if self._experts_dims else stacked[slot]
+
+
+@dataclass(frozen=True)
+class StagedAdapter:
+    """An adapter prepared for its slot off the engine's thread: committing it is only the copy into the slot."""
+
+    factors: dict[str, LoraFactors]
 
 
 class LoraBank:
@@ -71,12 +85,20 @@ class LoraBank:
 
     def load(self, slot: int, weights: AdapterWeights) -> None:
         """Put an adapter in a slot; targets it does not adapt are cleared of the slot's previous tenant."""
+        self.commit(slot, self.stage(weights))
+
+    def stage(self, weights: AdapterWeights) -> StagedAdapter:
+        """Everything `load` does but the copy into a slot (any thread: it touches no slot)."""
         unknown = set(weights.factors) - set(self.targets)
         if unknown:
             raise KeyError(f"adapter targets unknown to this model: {sorted(unknown)}")
+        return StagedAdapter({name: self.targets[name].stage(f) for name, f in weights.factors.items()})
+
+    def commit(self, slot: int, staged: StagedAdapter) -> None:
+        """Copy a staged adapter into a slot (the engine's thread, between steps)."""
         for name, bank in self.targets.items():
-            if name in weights.factors:
-                bank.write(slot, weights.factors[name])
+            if name in staged.factors:
+                bank.write(slot, staged.factors[name])
             else:
                 bank.clear(slot)
 
