@@ -1,5 +1,5 @@
-"""Per-org quotas on what an org keeps on the platform: LoRAs, files, stored bytes, pending uploads and
-validations in flight.
+"""Per-org quotas on what an org keeps on the platform: LoRAs, files, stored bytes, pending uploads,
+validations in flight and webhook endpoints.
 
 Defaults come from the settings (`LORASERVE_QUOTA_*`); an operator overrides them per org with
 `loraserve admin orgs set-limits` or `PUT /internal/v1/orgs/{org}/limits`, stored with the identity store that

@@ -112,7 +112,11 @@ class Egress:
         if parsed.scheme not in schemes:
             raise UrlRefused("only https:// URLs are accepted" if self.settings.production
                              else "only http:// and https:// URLs are accepted")
-        if not parsed.host:
+        try:
+            host, port = parsed.host, parsed.port  # yarl checks the port's range only when asked
+        except ValueError as exc:
+            raise UrlRefused(f"not a URL ({exc})") from None
+        if not host or port is None:
             raise UrlRefused("the URL has no host")
         if parsed.user is not None or parsed.password is not None:
             raise UrlRefused("credentials in the URL are not accepted")
@@ -134,10 +138,12 @@ class Egress:
             addresses = [ipaddress.ip_address(literal)]
         except ValueError:
             try:
-                found = await self.resolver(host)
-            except (OSError, UnicodeError) as exc:
+                found = await asyncio.wait_for(self.resolver(host), self.settings.webhook_connect_timeout_seconds)
+                addresses = [ipaddress.ip_address(a) for a in found]
+            except asyncio.TimeoutError:
+                raise UrlRefused(f"{host} did not resolve in time") from None
+            except (OSError, ValueError) as exc:  # UnicodeError (a bad IDNA label) is a ValueError
                 raise UrlRefused(f"{host} does not resolve ({exc})") from None
-            addresses = [ipaddress.ip_address(a) for a in found]
         if not addresses:
             raise UrlRefused(f"{host} does not resolve")
         for address in addresses:
@@ -176,7 +182,7 @@ class Egress:
                                       blocked=False, body=answer)
         except asyncio.TimeoutError:
             return SendResult(status=None, latency_ms=_since(started), error="timed out", blocked=False)
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             return SendResult(status=None, latency_ms=_since(started), error=_describe(exc), blocked=False)
 
 

@@ -75,6 +75,8 @@ def start_dev_server(data_dir: Path, ready_seconds: float = 120) -> DevServer:
     env["LORASERVE_BODY_IDLE_TIMEOUT_SECONDS"] = str(BODY_IDLE_TIMEOUT_SECONDS)
     # the long fuzz sends thousands of management requests a minute: past the limit it would test only the 429
     env["LORASERVE_RATELIMIT_MANAGEMENT_REQUESTS_PER_MINUTE"] = str(MANAGEMENT_REQUESTS_PER_WINDOW)
+    # steered cases create webhook endpoints by the hundred: past the quota they would test only the 403
+    env["LORASERVE_QUOTA_WEBHOOK_ENDPOINTS"] = str(MANAGEMENT_REQUESTS_PER_WINDOW)
     keys = [arg for org, key in KEYS.items() for arg in ("--api-key", f"{org}={key}")]
     with open(data_dir / "server.log", "ab") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(

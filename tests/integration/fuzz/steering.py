@@ -32,6 +32,7 @@ class Seeds:
     lora_name: str = ""
     upload_id: str = ""
     response_id: str = ""
+    endpoint_id: str = ""
     counter: itertools.count = field(default_factory=itertools.count)
 
     def call(self, method: str, path: str, **kwargs) -> dict:
@@ -55,6 +56,13 @@ class Seeds:
                                                       "mime_type": "application/octet-stream",
                                                       "purpose": "lora"})["id"]
 
+    def receiver_url(self) -> str:
+        return self.server.url + "/healthz"  # a receiver on loopback (`loraserve dev` accepts it) that answers 405
+
+    def webhook_endpoint(self) -> str:
+        return self.call("POST", "/v1/webhook_endpoints", json={"name": "fuzz", "url": self.receiver_url(),
+                                                                "event_types": ["lora.deleted"]})["id"]
+
     def response(self) -> str:
         return self.call("POST", "/v1/responses", json={"model": MODEL, "input": "hi", "background": True,
                                                         "max_output_tokens": 2})["id"]
@@ -67,6 +75,7 @@ def plant_seeds(server: DevServer) -> Seeds:
     seeds.lora_name = seeds.lora()
     seeds.upload_id = seeds.upload()
     seeds.response_id = seeds.response()
+    seeds.endpoint_id = seeds.webhook_endpoint()
     return seeds
 
 
@@ -80,6 +89,8 @@ def path_value(seeds: Seeds, method: str, path: str, name: str) -> str | None:
         return seeds.upload() if closes else seeds.upload_id
     if name == "response_id":
         return seeds.response() if closes else seeds.response_id
+    if name == "endpoint_id":
+        return seeds.webhook_endpoint() if closes else seeds.endpoint_id
     return None
 
 
@@ -94,6 +105,13 @@ def _steer_body(seeds: Seeds, method: str, path: str, body: dict) -> None:
                     weights_file_id=seeds.weights_file_id)
     elif path == "/v1/loras/{ref}" and body.get("supported_models"):
         body["supported_models"] = [MODEL]
+    elif path.startswith("/v1/webhook_endpoints") and method == "POST":
+        if "url" in body or path == "/v1/webhook_endpoints":
+            body["url"] = seeds.receiver_url()
+        if "event_types" in body or path == "/v1/webhook_endpoints":
+            body["event_types"] = ["lora.deleted", "response.completed"]
+        if path.endswith("/test"):
+            body["event_type"] = "lora.deleted"
 
 
 def steer(case, seeds: Seeds) -> None:
