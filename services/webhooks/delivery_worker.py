@@ -66,13 +66,19 @@ class DeliveryWorker:
         self.config, self.clock = config, clock
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task, str] = {}  # attempt -> its claim token
+        self._loop: asyncio.Task | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         """New deliveries are stored: look now rather than at the next poll."""
         self._wake.set()
 
+    def start(self) -> None:
+        self._stopping = False
+        self._loop = asyncio.get_running_loop().create_task(self.run())
+
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()  # before claiming: a wake during the claims is not lost
             try:
                 await self._start_due()
@@ -84,7 +90,7 @@ class DeliveryWorker:
                 pass
 
     async def _start_due(self) -> None:
-        while len(self._running) < self.config.concurrency:
+        while not self._stopping and len(self._running) < self.config.concurrency:
             claimed = await self.deliveries.claim_due(self.clock(), self.config.claim_seconds)
             if claimed is None:
                 return
@@ -97,8 +103,13 @@ class DeliveryWorker:
         self._wake.set()  # a slot is free
 
     async def stop(self) -> None:
-        """Cancel attempts in flight and give their claims back (their receivers may get them twice:
+        """End the loop between two claims (a claim cancelled half-way would be held until its lease
+        lapses), cancel attempts in flight and give their claims back (their receivers may get them twice:
         at least once, de-duplicated on webhook-id)."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop is not None:
+            await asyncio.gather(self._loop, return_exceptions=True)
         claims = list(self._running.values())
         for task in list(self._running):
             task.cancel()
@@ -158,9 +169,7 @@ class DeliveryWorker:
 def worker_ctx(worker: DeliveryWorker):
     """cleanup_ctx: the delivery loop runs for the app's lifetime."""
     async def ctx(app):
-        task = asyncio.get_running_loop().create_task(worker.run())
+        worker.start()
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await worker.stop()
     return ctx

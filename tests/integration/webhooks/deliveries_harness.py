@@ -35,6 +35,7 @@ class Receiver:
         self.script, self.default = list(statuses or []), default
         self.port = port or free_port()
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.statuses: list[int] = []  # what each request was answered
         self.arrived = asyncio.Condition()
         self._runner: web.AppRunner | None = None
 
@@ -44,10 +45,12 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        status = self.script.pop(0) if self.script else self.default
         async with self.arrived:
             self.requests.append(({k.lower(): v for k, v in request.headers.items()}, body))
+            self.statuses.append(status)
             self.arrived.notify_all()
-        return web.Response(status=self.script.pop(0) if self.script else self.default)
+        return web.Response(status=status)
 
     async def start(self) -> Receiver:
         app = web.Application()
