@@ -140,7 +140,7 @@ class Egress:
             try:
                 found = await asyncio.wait_for(self.resolver(host), self.settings.webhook_connect_timeout_seconds)
                 addresses = [ipaddress.ip_address(a) for a in found]
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise UrlRefused(f"{host} did not resolve in time") from None
             except (OSError, ValueError) as exc:  # UnicodeError (a bad IDNA label) is a ValueError
                 raise UrlRefused(f"{host} does not resolve ({exc})") from None
@@ -173,14 +173,14 @@ class Egress:
         connector = aiohttp.TCPConnector(resolver=PinnedResolver(url.host, addresses), use_dns_cache=False,
                                          force_close=True)
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
-                                             auto_decompress=False) as session:
-                async with session.post(url, data=body, headers={"user-agent": USER_AGENT, **headers},
-                                        allow_redirects=False) as response:
-                    answer = await response.content.read(self.settings.webhook_max_response_bytes)
-                    return SendResult(status=response.status, latency_ms=_since(started), error=None,
-                                      blocked=False, body=answer)
-        except asyncio.TimeoutError:
+            async with (aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                              auto_decompress=False) as session,
+                        session.post(url, data=body, headers={"user-agent": USER_AGENT, **headers},
+                                     allow_redirects=False) as response):
+                answer = await response.content.read(self.settings.webhook_max_response_bytes)
+                return SendResult(status=response.status, latency_ms=_since(started), error=None, blocked=False,
+                                  body=answer)
+        except TimeoutError:
             return SendResult(status=None, latency_ms=_since(started), error="timed out", blocked=False)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return SendResult(status=None, latency_ms=_since(started), error=_describe(exc), blocked=False)

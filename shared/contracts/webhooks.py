@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.contracts.common import ListEnvelope
+
 MAX_NAME = 256
 MAX_URL = 2048
 MAX_EVENT_TYPE = 128
@@ -79,12 +81,8 @@ class DeletedWebhookEndpoint(BaseModel):
     deleted: bool = True
 
 
-class WebhookEndpointList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[WebhookEndpoint]
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
+class WebhookEndpointList(ListEnvelope[WebhookEndpoint]):
+    pass
 
 
 class WebhookEndpointListQuery(BaseModel):
