@@ -12,7 +12,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.settings import Settings
+from shared.settings import Settings, UnsafeSettings
 
 FORMAT = "v1"  # the prefix of a sealed value: lets a later key or cipher live beside this one
 NONCE_BYTES = 12
@@ -30,8 +30,12 @@ class SecretBox:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
-        # production refuses a missing or development key before this (Settings.webhook_secrets_key_problem)
-        return cls(base64.b64decode(settings.webhook_secrets_key))
+        # production also refuses the development key (Settings.webhook_secrets_key_problem, at build)
+        try:
+            return cls(base64.b64decode(settings.webhook_secrets_key, validate=True))
+        except ValueError:  # binascii.Error is one
+            raise UnsafeSettings("LORASERVE_WEBHOOK_SECRETS_KEY is not base64 of 32 bytes: set it to e.g. "
+                                 "\"$(openssl rand -base64 32)\"") from None
 
     def seal(self, plaintext: str, context: str) -> str:
         nonce = os.urandom(NONCE_BYTES)

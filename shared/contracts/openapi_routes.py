@@ -200,7 +200,7 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=(*BODY_ERRORS, 404)),
     Operation("post", "/v1/webhook_endpoints/{endpoint_id}/test", "testWebhookEndpoint",
               "Send one signed sample event to the endpoint and report the receiver's status code", "Webhooks",
-              wh.WebhookEndpointTestResult, wh.WebhookTest, errors=(*BODY_ERRORS, 404)),
+              wh.WebhookEndpointTestResult, wh.WebhookTest, errors=(*BODY_ERRORS, 404, 409)),
     Operation("get", "/v1/webhook_event_types", "listWebhookEventTypes", "The event types an endpoint may "
               "subscribe to, with what each means", "Webhooks", wh.WebhookEventTypeList),
     Operation("get", "/v1/webhook_endpoints/{endpoint_id}/deliveries", "listWebhookDeliveries",

@@ -15,8 +15,9 @@ from services.webhooks import signing
 from services.webhooks.context import Webhooks
 from services.webhooks.egress import UrlRefused
 from services.webhooks.event_types import EVENT_TYPES, sample_data, unknown_event_types
+from services.webhooks.secrets import SecretUnreadable
 from shared.contracts import webhooks as w
-from shared.contracts.errors import BadRequest, NotFound
+from shared.contracts.errors import BadRequest, Conflict, NotFound
 from shared.http.requests import bad_request_from, json_response, org_id, read_model
 from shared.quotas import check
 
@@ -140,7 +141,12 @@ async def send_test(ctx: Webhooks, request: web.Request) -> web.Response:
     event_type = check_event_types([body.event_type], param="event_type")[0]
     now = ctx.now()
     event_id, payload = test_event(event_type, now)
-    headers = signing.headers(ctx.repository.signing_secrets(doc, now), event_id, int(now), payload)
+    try:
+        secrets = ctx.repository.signing_secrets(doc, now)
+    except SecretUnreadable:
+        raise Conflict("This endpoint's signing secret cannot be read (the service's secrets key changed since it "
+                       "was made): rotate_secret gives it a new one", code="secret_unreadable") from None
+    headers = signing.headers(secrets, event_id, int(now), payload)
     sent = await ctx.egress.post(doc["url"], payload, headers)
     if sent.blocked:
         raise UrlRefused(sent.error or "refused")

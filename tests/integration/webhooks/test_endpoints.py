@@ -3,7 +3,9 @@ test, delete, event types; the secret shown only at create and rotate and never 
 endpoint is a 404; unknown event types and the per-org endpoint quota are refused in OpenAI's envelope."""
 from __future__ import annotations
 
+import base64
 import json
+import os
 
 import openai
 import pytest
@@ -190,3 +192,28 @@ def test_production_refuses_to_start_without_a_real_sealing_key(tmp_path):
     for key in ({}, {"webhook_secrets_key": DEV_WEBHOOK_SECRETS_KEY}, {"webhook_secrets_key": "c2hvcnQ="}):
         with pytest.raises(UnsafeSettings, match="LORASERVE_WEBHOOK_SECRETS_KEY"):
             service_app(Settings(**secrets, **key), "webhooks")
+
+
+async def test_after_a_key_change_test_asks_for_a_rotation_and_rotation_heals_it(tmp_path, receiver):
+    first = await start_service(tmp_path / "data")
+    created = await first.sdk().webhooks.create(name="ops", url=receiver.url, event_types=TYPES)
+    keys = first.keys
+    await first.stop()
+    other_key = base64.b64encode(os.urandom(32)).decode()
+    second = await start_service(tmp_path / "data", keys=keys, webhook_secrets_key=other_key)
+    try:
+        client = second.sdk()
+        with pytest.raises(openai.ConflictError) as unreadable:
+            await client.webhooks.test(created.id, event_type="lora.deleted")
+        assert unreadable.value.body["code"] == "secret_unreadable" and receiver.requests == []
+        rotated = await client.webhooks.rotate_secret(created.id)
+        await client.webhooks.test(created.id, event_type="lora.deleted")
+        [(headers, body)] = await receiver.wait_for(1)
+        assert verify(rotated.signing_secret, headers, body).type == "lora.deleted"
+    finally:
+        await second.stop()
+
+
+def test_a_malformed_sealing_key_stops_the_service_with_a_message(tmp_path):
+    with pytest.raises(UnsafeSettings, match="LORASERVE_WEBHOOK_SECRETS_KEY"):
+        service_app(Settings(data_dir=tmp_path, webhook_secrets_key="not base64!"), "webhooks")
