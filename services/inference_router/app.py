@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from services.inference_router import chat_completions, messages, models, responses, usage
+from services.inference_router.console import console_routes
 from services.inference_router.context import RouterContext
 from services.inference_router.dead_letters import dead_letter_handler, dead_letter_queues
 from services.inference_router.fairness.background import BackgroundDispatch
@@ -52,6 +53,7 @@ def routes(router: RouterContext) -> list[web.AbstractRouteDef]:
         web.get("/v1/models", models.list_models, allow_head=False),
         web.get("/v1/models/{model_id:.+}", models.get_model, allow_head=False),
         web.get("/v1/organization/usage/completions", partial(usage.completions_usage, router), allow_head=False),
+        *console_routes(),  # the web console's static files (public; it calls /v1 with the user's key)
     ]
 
 
