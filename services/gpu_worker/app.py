@@ -8,10 +8,12 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.gpu_worker.adapters.residency import PinLimit, parse_pins
 from services.gpu_worker.engines.base import ServingEngine
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
 from services.gpu_worker.jobs.inference_jobs import handle_generate
 from services.gpu_worker.jobs.validation_jobs import handle_gpu_validation
+from services.gpu_worker.pins import pin_routes
 from services.gpu_worker.worker import Worker, WorkerOptions
 from shared.bus.base import Delivery
 from shared.catalogue.catalogue import ModelEntry
@@ -32,7 +34,10 @@ def options_from(platform: Platform) -> WorkerOptions:
     engine = EngineOptions(num_slots=settings.worker_slots, max_batch=settings.worker_max_batch,
                            max_len=entry.architecture.max_position_embeddings)
     return WorkerOptions(engine=engine, cache_dir=settings.data_dir / "worker-cache",
-                         org_max_running=settings.worker_org_max_running)
+                         org_max_running=settings.worker_org_max_running,
+                         pinned_loras=tuple(parse_pins(settings.worker_pinned_loras)),
+                         slot_wait_bound=settings.worker_slot_wait_bound_seconds,
+                         usage_half_life=settings.worker_adapter_half_life_seconds)
 
 
 def handlers(worker: Worker):
@@ -76,7 +81,8 @@ def lifecycle(worker: Worker, prefetch: int):
 def part_for(worker: Worker) -> ServicePart:
     # twice the batch: the worker then chooses which org's jobs run (org_share.py), not only the queue's order
     prefetch = 2 * worker.options.engine.max_batch
-    return ServicePart(name=NAME, cleanup_ctx=[lifecycle(worker, prefetch)], readiness=[worker.ready])
+    return ServicePart(name=NAME, routes=pin_routes(worker.residency), cleanup_ctx=[lifecycle(worker, prefetch)],
+                       readiness=[worker.ready])
 
 
 def engine_for(platform: Platform, entry: ModelEntry, options: WorkerOptions) -> ServingEngine | None:
@@ -107,4 +113,8 @@ def build(platform: Platform) -> ServicePart:
     entry = entry.model_copy(update={"engine": engine_spec})
     options = options_from(platform)
     engine = engine_for(platform, entry, options)
-    return part_for(Worker(entry, platform.bus, platform.blobs, platform.source, options, engine))
+    try:
+        worker = Worker(entry, platform.bus, platform.blobs, platform.source, options, engine)
+    except (PinLimit, ValueError) as exc:
+        raise SystemExit(f"LORASERVE_WORKER_PINNED_LORAS: {exc}") from None
+    return part_for(worker)

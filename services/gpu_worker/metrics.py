@@ -9,9 +9,21 @@ from services.gpu_worker.engines.torch_engine.slots import Placement
 SLOTS_IN_USE = Gauge("loraserve_worker_slots_in_use", "Adapter slots holding an adapter", ["model"])
 ADAPTER_CACHE = Counter("loraserve_worker_adapter_cache_total", "Adapter look-ups by cache tier and result",
                         ["model", "tier", "result"])
+LOAD_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120)
+# tiers: disk = blob store -> local disk, cpu = disk -> CPU memory (read and check), slot = CPU -> slot (stage + copy)
 ADAPTER_LOAD_SECONDS = Histogram("loraserve_worker_adapter_load_seconds",
-                                 "Seconds to bring an adapter into a tier (disk: download; cpu: fetch+read+check; slot: copy)",
-                                 ["model", "tier"], buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120))
+                                 "Seconds to bring an adapter into a tier from the one below (disk: blob store to "
+                                 "disk; cpu: disk to CPU, read and checked; slot: CPU to a slot, staged and copied)",
+                                 ["model", "tier"], buckets=LOAD_BUCKETS)
+ADAPTER_EVICTIONS = Counter("loraserve_worker_adapter_evictions_total",
+                            "Adapters given up by a tier (cpu, slot), by reason: idle (no job held for it), queued "
+                            "(every candidate had jobs), wait_bound (a request waited past the bound), not_admitted "
+                            "(cpu: a newcomer worth less than what it would push out passed through)",
+                            ["model", "tier", "reason"])
+ADAPTER_LOAD_WAIT_SECONDS = Histogram("loraserve_worker_adapter_load_wait_seconds",
+                                      "Seconds a request waited for its adapter to be loaded into a tier (cpu: after "
+                                      "its prompt was ready; slot: from the engine's accepting it to its admission)",
+                                      ["model", "tier"], buckets=LOAD_BUCKETS)
 GENERATED_TOKENS = Counter("loraserve_worker_generated_tokens_total", "Tokens generated", ["model"])
 TOKENS_PER_SECOND = Gauge("loraserve_worker_tokens_per_second", "Tokens per second over the last engine step",
                           ["model"])
@@ -37,11 +49,17 @@ class PrometheusObserver(EngineObserver):
         self.model = model
         self._slots_in_use = slots_in_use
 
+    def adapter_looked_up(self, resident: bool) -> None:
+        ADAPTER_CACHE.labels(self.model, "slot", "hit" if resident else "miss").inc()
+
     def adapter_placed(self, placement: Placement, seconds: float) -> None:
-        ADAPTER_CACHE.labels(self.model, "slot", "miss" if placement.loaded else "hit").inc()
-        if placement.loaded:
-            ADAPTER_LOAD_SECONDS.labels(self.model, "slot").observe(seconds)
+        ADAPTER_LOAD_SECONDS.labels(self.model, "slot").observe(seconds)
+        if placement.evicted is not None:
+            ADAPTER_EVICTIONS.labels(self.model, "slot", placement.reason or "idle").inc()
         SLOTS_IN_USE.labels(self.model).set(self._slots_in_use())
+
+    def load_waited(self, seconds: float) -> None:
+        ADAPTER_LOAD_WAIT_SECONDS.labels(self.model, "slot").observe(seconds)
 
     def admitted(self, queue_wait_seconds: float) -> None:
         QUEUE_WAIT_SECONDS.labels(self.model).observe(queue_wait_seconds)
@@ -61,6 +79,19 @@ def record_finished(model: str, completion_window: str | None, prompt_tokens: in
     FINISHED_REQUESTS.labels(model, window).inc()
     PROMPT_TOKENS.labels(model, window).inc(prompt_tokens)
     COMPLETION_TOKENS.labels(model, window).inc(completion_tokens)
+
+
+def record_eviction(model: str, tier: str):
+    """A cache's eviction callback for `tier`, taking the reason."""
+
+    def on_evict(reason: str) -> None:
+        ADAPTER_EVICTIONS.labels(model, tier, reason).inc()
+
+    return on_evict
+
+
+def record_load_wait(model: str, tier: str, seconds: float) -> None:
+    ADAPTER_LOAD_WAIT_SECONDS.labels(model, tier).observe(seconds)
 
 
 def record_tier(model: str, tier: str):

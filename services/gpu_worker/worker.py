@@ -6,19 +6,24 @@ event loop), `stop()` undoes it. The jobs talk to the engine only through this o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.gpu_worker.adapters.adapter_cache import AdapterCache, adapter_key
 from services.gpu_worker.adapters.disk_cache import DiskCache
+from services.gpu_worker.adapters.eviction import DEFAULT_HALF_LIFE_SECONDS, EvictionPolicy
+from services.gpu_worker.adapters.residency import Residency
 from services.gpu_worker.engines.base import PreparedAdapter, ServingEngine
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
 from services.gpu_worker.engines.torch_engine.sampling import SamplingSpec
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate
+from services.gpu_worker.engines.torch_engine.staging import DEFAULT_WAIT_BOUND_SECONDS
 from services.gpu_worker.jobs.cancels import CancelBook
-from services.gpu_worker.metrics import PrometheusObserver, record_tier
+from services.gpu_worker.metrics import PrometheusObserver, record_eviction, record_load_wait, record_tier
 from services.gpu_worker.org_share import OrgShare
 from shared.bus.base import Bus
 from shared.catalogue.catalogue import ModelEntry
@@ -40,6 +45,9 @@ class WorkerOptions:
     max_adapter_bytes: int = 16 * GiB
     validation_max_tokens: int = 16
     org_max_running: int | None = None  # an org's share of the batch while others wait; None: half of it
+    pinned_loras: tuple[str, ...] = ()  # LoRA ids never evicted once loaded; fewer than the slots
+    slot_wait_bound: float = DEFAULT_WAIT_BOUND_SECONDS  # a request waiting longer for a slot evicts the LRU
+    usage_half_life: float = DEFAULT_HALF_LIFE_SECONDS  # how fast the eviction policy forgets an adapter's uses
 
     @property
     def org_cap(self) -> int:
@@ -52,14 +60,17 @@ class Worker:
         self.entry, self.bus, self.blobs, self.source, self.options = entry, bus, blobs, source, options
         self.cancels = CancelBook()
         self.share = OrgShare(options.engine.max_batch, options.org_cap)
+        # raises PinLimit when the pins would fill every slot
+        self.residency = Residency(max_pins=options.engine.num_slots - 1, pins=options.pinned_loras)
         self.engine = engine or self._torch_engine()
         self.adapters: AdapterCache | None = None
 
     def _torch_engine(self) -> ServingEngine:
-        from services.gpu_worker.engines.torch_engine.serving import TorchEngine
+        from services.gpu_worker.engines.torch_engine.serving import SlotPolicy, TorchEngine
 
         observer = PrometheusObserver(self.entry.id, lambda: self.engine.slots_in_use)
-        return TorchEngine(self.entry, self.options.engine, observer)
+        policy = SlotPolicy(self.residency, self.options.usage_half_life, self.options.slot_wait_bound)
+        return TorchEngine(self.entry, self.options.engine, observer, policy)
 
     @property
     def slug(self) -> str:
@@ -71,7 +82,9 @@ class Worker:
         disk = DiskCache(self.blobs, self.options.cache_dir / self.slug, self.options.disk_cache_bytes,
                          on_fetch=record_tier(self.entry.id, "disk"))
         self.adapters = AdapterCache(disk, self._read_adapter, self.options.cpu_cache_bytes,
-                                     on_load=record_tier(self.entry.id, "cpu"))
+                                     on_load=record_tier(self.entry.id, "cpu"),
+                                     policy=EvictionPolicy(self.residency, self.options.usage_half_life),
+                                     on_evict=record_eviction(self.entry.id, "cpu"))
         log.info("worker_model_loaded", model=self.entry.id, engine=self.engine.name,
                  slots=self.options.engine.num_slots, max_batch=self.options.engine.max_batch)
 
@@ -88,11 +101,39 @@ class Worker:
     async def adapter(self, ref: AdapterRef | None) -> PreparedAdapter | None:
         return None if ref is None else await self.adapters.get(ref)
 
-    async def request(self, response_id: str, messages: list[ChatMessage], sampling: SamplingParams,
-                      ref: AdapterRef | None, weights: PreparedAdapter | None) -> GenerationRequest:
+    @contextlib.contextmanager
+    def holding(self, ref: AdapterRef | None) -> Iterator[None]:
+        """Count a job for its adapter while the worker holds it: the eviction policies keep such adapters."""
+        with self.residency.holding(adapter_key(ref) if ref is not None else None):
+            yield
+
+    def prefetch(self, ref: AdapterRef | None) -> asyncio.Future[PreparedAdapter | None]:
+        """Start bringing the job's adapter to CPU memory now (blob -> disk -> CPU), long before its turn."""
+        fetch = asyncio.ensure_future(self.adapter(ref))
+        fetch.add_done_callback(lambda done: done.cancelled() or done.exception())  # the awaiter reports it
+        return fetch
+
+    async def fetched(self, fetch: Awaitable[PreparedAdapter | None]) -> PreparedAdapter | None:
+        """The prefetched adapter; the time a job still has to wait for it counts as a CPU-tier load wait."""
+        if isinstance(fetch, asyncio.Future) and fetch.done():
+            return fetch.result()
+        started = time.perf_counter()
+        try:
+            return await fetch
+        finally:
+            record_load_wait(self.entry.id, "cpu", time.perf_counter() - started)
+
+    async def prompt(self, messages: list[ChatMessage]) -> list[int]:
         # a long prompt takes seconds to tokenize (4 MB: ~6 s): on a thread (the tokenizer releases the GIL)
         # the event loop keeps serving health checks, cancels and every other request meanwhile
-        prompt = await asyncio.to_thread(self.engine.chat_prompt, [m.model_dump() for m in messages])
+        return await asyncio.to_thread(self.engine.chat_prompt, [m.model_dump() for m in messages])
+
+    async def request(self, response_id: str, messages: list[ChatMessage], sampling: SamplingParams,
+                      ref: AdapterRef | None, weights: PreparedAdapter | None) -> GenerationRequest:
+        return self.request_for(response_id, await self.prompt(messages), sampling, ref, weights)
+
+    def request_for(self, response_id: str, prompt: list[int], sampling: SamplingParams, ref: AdapterRef | None,
+                    weights: PreparedAdapter | None) -> GenerationRequest:
         return GenerationRequest(
             request_id=f"{response_id}#{uuid.uuid4().hex[:12]}", prompt=prompt, max_tokens=sampling.max_tokens,
             sampling=SamplingSpec(sampling.temperature, sampling.top_p, sampling.seed), stop=list(sampling.stop),

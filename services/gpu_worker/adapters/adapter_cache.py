@@ -1,8 +1,11 @@
-"""Checked adapters held in CPU memory, bounded in bytes, least recently used dropped first.
+"""Checked adapters held in CPU memory, bounded in bytes, given up by the worker's eviction policy.
 
 A miss leases both files from the disk cache (downloading once for all concurrent callers),
 reads and checks them off the event loop, and only then caches them: a refused adapter is
-never cached and never reaches a slot.
+never cached and never reaches a slot. When the tier is full the policy (eviction.py) picks
+what goes: never an operator's pinned adapter, idle before queued, the lowest use score, LRU
+last; and a newcomer worth less than what it would push out passes through uncached (its
+callers still get it), so a burst of one-offs does not flush the adapters in steady use.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from services.gpu_worker.adapters.adapter_weights import AdapterWeights
 from services.gpu_worker.adapters.disk_cache import DiskCache
+from services.gpu_worker.adapters.eviction import NOT_ADMITTED, EvictionPolicy
 from services.gpu_worker.errors import LOAD_FAILED, AdapterRejected, Problem
 from shared.contracts.messages import AdapterRef
 from shared.stores.blobs import BlobNotFound
@@ -29,17 +33,26 @@ def adapter_key(ref: AdapterRef) -> str:
 
 class AdapterCache:
     def __init__(self, disk: DiskCache, loader: Loader, max_bytes: int,
-                 on_load: Callable[[bool, float], None] | None = None):
+                 on_load: Callable[[bool, float], None] | None = None, policy: EvictionPolicy | None = None,
+                 on_evict: Callable[[str], None] | None = None):
         self.disk, self.loader, self.max_bytes = disk, loader, max_bytes
+        self.policy = policy or EvictionPolicy()
         self._on_load = on_load or (lambda hit, seconds: None)
-        self._held: OrderedDict[str, AdapterWeights] = OrderedDict()
+        self._on_evict = on_evict or (lambda reason: None)
+        self._held: OrderedDict[str, AdapterWeights] = OrderedDict()  # least recently used first
+        self._bytes = 0
         self._loading: dict[str, asyncio.Future[AdapterWeights]] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self._held
 
+    @property
+    def bytes_used(self) -> int:
+        return self._bytes
+
     async def get(self, ref: AdapterRef) -> AdapterWeights:
         key = adapter_key(ref)
+        self.policy.used(key)
         if key in self._held:
             self._held.move_to_end(key)
             self._on_load(True, 0.0)
@@ -52,22 +65,39 @@ class AdapterCache:
         return await asyncio.shield(loading)
 
     async def _load(self, key: str, ref: AdapterRef) -> AdapterWeights:
-        started = time.perf_counter()
         try:
             async with self.disk.lease(ref.config_object_key) as config_path, \
                     self.disk.lease(ref.weights_object_key) as weights_path:
+                started = time.perf_counter()  # the disk tier has delivered: from here on, disk -> CPU
                 weights = await asyncio.to_thread(self.loader, key, config_path, weights_path)
+                seconds = time.perf_counter() - started
         except BlobNotFound as exc:
             raise AdapterRejected([Problem(LOAD_FAILED, f"adapter file missing from the blob store: {exc}")]) from exc
-        self._on_load(False, time.perf_counter() - started)
-        self._held[key] = weights
-        self._trim(keep=key)
+        self._on_load(False, seconds)
+        self._keep(key, weights)
         return weights
 
-    def _trim(self, keep: str) -> None:
-        used = sum(w.nbytes for w in self._held.values())
-        for key in list(self._held):
-            if used <= self.max_bytes:
-                break
-            if key != keep:
-                used -= self._held.pop(key).nbytes
+    def _keep(self, key: str, weights: AdapterWeights) -> None:
+        """Hold the newcomer if the policy finds room worth giving up for it."""
+        victims: dict[str, str] = {}  # key -> reason
+        freed = 0
+        candidates = self._candidates()
+        while self._bytes + weights.nbytes - freed > self.max_bytes:
+            choice = self.policy.victim([k for k in candidates if k not in victims])
+            if choice is None:
+                break  # only pinned adapters left: run over the bound rather than drop a pin
+            victim, reason = choice
+            if not self.policy.admits(key, victim):
+                self._on_evict(NOT_ADMITTED)
+                return
+            victims[victim] = reason
+            freed += self._held[victim].nbytes
+        for victim, reason in victims.items():
+            self._bytes -= self._held.pop(victim).nbytes
+            self._on_evict(reason)
+        self._held[key] = weights
+        self._bytes += weights.nbytes
+
+    def _candidates(self) -> list[str]:
+        protected = self.policy.protected(self._held)
+        return [k for k in self._held if k not in protected]

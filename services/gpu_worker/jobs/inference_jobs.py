@@ -5,9 +5,14 @@ client, so it is never replayed into that stream (the stream gets a clean error)
 background job is run again from scratch (its events fold idempotently). Returning acks the
 job, so every outcome is published before the handler returns; a worker that stops mid-request
 ends the stream with an error and sends a background job back to its queue.
+
+The job's adapter starts loading (blob -> disk -> CPU) as soon as the job arrives, while its prompt
+is rendered and before it gets its place in the batch; from arrival to the end the worker counts
+the job against its adapter, so the eviction policies keep adapters that have work waiting.
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from services.gpu_worker.engines.base import WorkerStopping
@@ -27,6 +32,11 @@ ADAPTER_UNAVAILABLE = "adapter_unavailable"
 
 async def handle_generate(worker: Worker, delivery: Delivery) -> None:
     job = parse_pool_job(worker, delivery, GenerateResponse, "inference job")
+    with worker.holding(job.adapter):
+        await _handle(worker, delivery, job)
+
+
+async def _handle(worker: Worker, delivery: Delivery, job: GenerateResponse) -> None:
     replies = ReplyStream(delivery, worker.source, job.response_id, stream_deltas=job.stream)
     events = ResponseEvents(worker, response_id=job.response_id, org_id=job.org_id,
                             lora_id=job.adapter.lora_id if job.adapter else None, messages=job.messages,
@@ -43,8 +53,9 @@ async def handle_generate(worker: Worker, delivery: Delivery) -> None:
     if _past(job.deadline):
         await _failed(replies, events, DEADLINE_EXCEEDED, "The response's completion window passed before it ran.")
         return
+    fetch = worker.prefetch(job.adapter)
     await events.started()
-    await _run(worker, job, replies, events, retry_on_transient=job.background and not replies.open)
+    await _run(worker, job, fetch, replies, events, retry_on_transient=job.background and not replies.open)
 
 
 def _past(deadline: datetime | None) -> bool:
@@ -53,10 +64,14 @@ def _past(deadline: datetime | None) -> bool:
     return (deadline if deadline.tzinfo else deadline.replace(tzinfo=UTC)) < datetime.now(UTC)
 
 
-async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, events: ResponseEvents,
-               retry_on_transient: bool) -> None:
+async def _run(worker: Worker, job: GenerateResponse, fetch: asyncio.Future, replies: ReplyStream,
+               events: ResponseEvents, retry_on_transient: bool) -> None:
     try:
-        weights = await worker.adapter(job.adapter)
+        prompt = await worker.prompt(job.messages)  # while the adapter loads
+    except (ValueError, TypeError) as exc:
+        prompt = exc
+    try:
+        weights = await worker.fetched(fetch)
     except AdapterRejected as exc:
         await _failed(replies, events, exc.code, f"The LoRA could not be loaded: {exc.message}")
         return
@@ -66,12 +81,11 @@ async def _run(worker: Worker, job: GenerateResponse, replies: ReplyStream, even
         log.warning("adapter_unavailable", response_id=job.response_id, error=str(exc))
         await _failed(replies, events, ADAPTER_UNAVAILABLE, f"The LoRA's files could not be fetched: {exc}")
         return
-    try:
-        request = await worker.request(job.response_id, job.messages, job.sampling, job.adapter, weights)
-    except (ValueError, TypeError) as exc:
+    if isinstance(prompt, Exception):
         # the conversation cannot be rendered (e.g. empty): retrying would fail the same way
-        await _failed(replies, events, INVALID_REQUEST, f"The request could not be rendered as a prompt: {exc}")
+        await _failed(replies, events, INVALID_REQUEST, f"The request could not be rendered as a prompt: {prompt}")
         return
+    request = worker.request_for(job.response_id, prompt, job.sampling, job.adapter, weights)
     final: RequestUpdate | None = None
     try:
         async with worker.share.place(job.org_id):

@@ -1,8 +1,9 @@
 """Continuous batching over many adapters: one `step()` admits waiting requests, prefills them, then
 decodes one token for every running sequence, whatever adapter each uses.
 
-All torch work happens inside `step()`, on whichever single thread drives the engine;
-`submit` and `cancel` may be called from any thread (they only queue). A request is checked and
+All torch work happens inside `step()`, on whichever single thread drives the engine, except
+an adapter's staging for its slot, which runs on the stager's thread while the steps go on
+(staging.py); `submit` and `cancel` may be called from any thread (they only queue). A request is checked and
 its sampler built when it is accepted, and a failure that belongs to one row (its sampler, its
 adapter's placement, its text) ends that row alone: only a failure of the shared batch itself
 (the model's forward pass) raises out of `step()`, and then `abort_all` fails every request.
@@ -16,8 +17,8 @@ from collections.abc import Callable
 
 import torch
 
+from services.gpu_worker.adapters.eviction import EvictionPolicy
 from services.gpu_worker.engines.torch_engine.lora_bank import LoraBank
-from services.gpu_worker.engines.torch_engine.lora_ops import NO_ADAPTER
 from services.gpu_worker.engines.torch_engine.runner import ModelRunner
 from services.gpu_worker.engines.torch_engine.sampling import RowSampler, sample_rows
 from services.gpu_worker.engines.torch_engine.sequence import (
@@ -27,6 +28,7 @@ from services.gpu_worker.engines.torch_engine.sequence import (
     rejected,
 )
 from services.gpu_worker.engines.torch_engine.slots import Placement, SlotTable
+from services.gpu_worker.engines.torch_engine.staging import DEFAULT_WAIT_BOUND_SECONDS, SlotLoader
 from services.gpu_worker.engines.torch_engine.text_stream import TextStream
 from services.gpu_worker.errors import CONTEXT_TOO_LONG, INTERNAL, INVALID_REQUEST, OUTPUT_NONFINITE
 from shared.logging import get_logger
@@ -37,7 +39,14 @@ log = get_logger("gpu_worker.engine")
 class EngineObserver:
     """Hooks for metrics; the default records nothing."""
 
-    def adapter_placed(self, placement: Placement, seconds: float) -> None: ...
+    def adapter_looked_up(self, resident: bool) -> None:
+        """A request with an adapter was accepted; `resident`: its adapter was already in a slot."""
+
+    def adapter_placed(self, placement: Placement, seconds: float) -> None:
+        """An adapter was staged and copied into a slot (`seconds` both together), maybe evicting another."""
+
+    def load_waited(self, seconds: float) -> None:
+        """A request whose adapter was in no slot was admitted `seconds` after it was accepted."""
 
     def admitted(self, queue_wait_seconds: float) -> None: ...
 
@@ -52,6 +61,7 @@ class Engine:
         self._decode, self.stop_token_ids, self.vocab_limit = decode, set(stop_token_ids), vocab_limit
         self.prefill_token_budget = prefill_token_budget
         self.observer = observer or EngineObserver()
+        self.loader = SlotLoader(bank, slots, self.observer)
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self.waiting: deque[Sequence] = deque()  # accepted, sampler built, no row yet
         self.by_row: list[Sequence] = []  # running sequences, index == cache row
@@ -66,11 +76,20 @@ class Engine:
     def has_work(self) -> bool:
         return bool(self.waiting or self.by_row or not self._inbox.empty())
 
+    def adopt(self, policy: EvictionPolicy, wait_bound: float = DEFAULT_WAIT_BOUND_SECONDS) -> None:
+        """Use the worker's eviction policy (its pins and queued jobs) and wait bound; before serving."""
+        self.slots.policy = policy
+        self.loader.wait_bound = wait_bound
+
+    def close(self) -> None:
+        self.loader.close()
+
     # -- the engine's thread ------------------------------------------------------------
     def step(self) -> list[RequestUpdate]:
         updates: list[RequestUpdate] = []
         started = time.perf_counter()
         self._drain_inbox(updates)
+        self.loader.wait_if_idle(running=bool(self.by_row))
         admitted = self._admit(updates)
         if admitted:
             self._prefill(admitted, updates)
@@ -93,6 +112,7 @@ class Engine:
         self.by_row.clear()
         self.runner.cache.lengths.clear()
         self.slots.unpin_all()
+        self.loader.reset()
         return updates + [s.failed(code, message) for s in running]
 
     def _drain_inbox(self, updates: list[RequestUpdate]) -> None:
@@ -117,11 +137,13 @@ class Engine:
             updates.append(rejected(request, INVALID_REQUEST, f"the sampling parameters cannot be used: {exc}"))
             return
         self.waiting.append(Sequence(request, sampler, TextStream(self._decode, request.stop)))
+        self.loader.accepted(request)  # a cold adapter starts staging now, while this step runs
 
     def _cancel(self, request_id: str, updates: list[RequestUpdate]) -> None:
         for waiting in list(self.waiting):
             if waiting.request_id == request_id:
                 self.waiting.remove(waiting)
+                self.loader.dropped(request_id)
                 updates.append(waiting.finished("cancelled"))
         for sequence in list(self.by_row):
             if sequence.request_id == request_id:
@@ -131,44 +153,29 @@ class Engine:
     def _admit(self, updates: list[RequestUpdate]) -> list[Sequence]:
         admitted: list[Sequence] = []
         budget = self.prefill_token_budget
+        self.loader.prepare(self.waiting)
+        queued = frozenset(s.request.adapter_key for s in self.waiting if s.request.adapter_key is not None)
         for sequence in list(self.waiting):
             request = sequence.request
             if len(admitted) >= self.runner.cache.free_rows or (admitted and len(request.prompt) > budget):
                 break
             try:
-                slot = self._slot_for(request)
+                slot = self.loader.slot_for(request, queued)
             except Exception as exc:
                 log.exception("adapter_placement_failed", request_id=request.request_id)
                 self.waiting.remove(sequence)
+                self.loader.dropped(request.request_id)
                 updates.append(rejected(request, INTERNAL, f"the adapter could not be placed: {exc}"))
                 continue
             if slot is None:
-                continue  # every slot serves a running sequence; a later request may not need one
+                continue  # its adapter is staging, or every slot serves running rows: later requests go on
             self.waiting.remove(sequence)
             budget -= len(request.prompt)
+            self.loader.admitted(request)
             self.observer.admitted(time.monotonic() - request.submitted_at)
             sequence.slot = slot
             admitted.append(sequence)
         return admitted
-
-    def _slot_for(self, request: GenerationRequest) -> int | None:
-        if request.adapter_key is None:
-            return NO_ADAPTER
-        started = time.perf_counter()
-        placement = self.slots.place(request.adapter_key)
-        if placement is None:
-            return None
-        if placement.loaded:
-            try:
-                if request.adapter is None:
-                    raise ValueError(f"adapter {request.adapter_key} is not in a slot and came without weights")
-                self.bank.load(placement.slot, request.adapter)
-            except Exception:
-                self.slots.forget(request.adapter_key)  # the slot holds none of its weights: never reuse it
-                raise
-        self.slots.pin(request.adapter_key)
-        self.observer.adapter_placed(placement, time.perf_counter() - started)
-        return placement.slot
 
     def _prefill(self, admitted: list[Sequence], updates: list[RequestUpdate]) -> None:
         rows, logits = self.runner.prefill([s.request.prompt for s in admitted], [s.slot for s in admitted])

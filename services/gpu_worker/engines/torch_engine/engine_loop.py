@@ -49,6 +49,7 @@ class EngineLoop:
         for stream in self._streams.values():
             stream.put_nowait(_STOPPED)
         self._executor.shutdown(wait=True)
+        self.engine.close()
 
     @property
     def running(self) -> bool:

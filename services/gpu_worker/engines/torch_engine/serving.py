@@ -2,31 +2,50 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.gpu_worker.adapters.adapter_files import load_adapter
 from services.gpu_worker.adapters.adapter_weights import AdapterWeights
 from services.gpu_worker.adapters.engine_check import check_applied
+from services.gpu_worker.adapters.eviction import DEFAULT_HALF_LIFE_SECONDS, EvictionPolicy
+from services.gpu_worker.adapters.residency import Residency
 from services.gpu_worker.engines.torch_engine.engine import EngineObserver
 from services.gpu_worker.engines.torch_engine.engine_loop import EngineLoop
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, ModelHost, load_host
 from services.gpu_worker.engines.torch_engine.sequence import GenerationRequest, RequestUpdate
+from services.gpu_worker.engines.torch_engine.staging import DEFAULT_WAIT_BOUND_SECONDS
 from shared.catalogue.catalogue import ModelEntry
 from shared.catalogue.engines import capabilities
+
+
+@dataclass(frozen=True)
+class SlotPolicy:
+    """How the engine's slots are shared: the worker's pins and queued jobs, scores' half-life, the wait bound."""
+
+    residency: Residency = field(default_factory=Residency)
+    half_life: float = DEFAULT_HALF_LIFE_SECONDS
+    wait_bound: float = DEFAULT_WAIT_BOUND_SECONDS
 
 
 class TorchEngine:
     name = "torch"
 
-    def __init__(self, entry: ModelEntry, options: EngineOptions, observer: EngineObserver | None = None):
+    def __init__(self, entry: ModelEntry, options: EngineOptions, observer: EngineObserver | None = None,
+                 slot_policy: SlotPolicy | None = None,
+                 build_host: Callable[[ModelEntry, EngineOptions, EngineObserver | None], ModelHost] = load_host):
         self.entry, self.options, self.observer = entry, options, observer
+        self.slot_policy = slot_policy or SlotPolicy()
+        self._build_host = build_host  # another model than the catalogue's (the adapters benchmark)
         self.capabilities = capabilities("torch")
         self.host: ModelHost | None = None
         self.loop: EngineLoop | None = None
 
     async def start(self) -> None:
-        self.host = await asyncio.to_thread(load_host, self.entry, self.options, self.observer)
+        self.host = await asyncio.to_thread(self._build_host, self.entry, self.options, self.observer)
+        policy = self.slot_policy
+        self.host.engine.adopt(EvictionPolicy(policy.residency, policy.half_life), policy.wait_bound)
         self.loop = EngineLoop(self.host.engine)
         self.loop.start()
 
