@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.file_ingest.consumers import lora_refs_consumer
 from services.file_ingest.context import FileIngest
+from services.file_ingest.events import outbox_ctx
 from services.file_ingest.handlers.files import FileHandlers
 from services.file_ingest.handlers.internal import InternalHandlers
 from services.file_ingest.handlers.uploads import UploadHandlers
@@ -118,7 +119,7 @@ def registry_listing(platform: Platform) -> Listing:
 def part_for(ctx: FileIngest, listing: Listing | None = None) -> ServicePart:
     return ServicePart(name=NAME, routes=routes(ctx),
                        cleanup_ctx=[indexes(ctx), lora_refs_consumer(ctx), refs_rebuild(ctx, listing),
-                                    upload_sweeper(ctx)])
+                                    upload_sweeper(ctx), outbox_ctx(ctx)])
 
 
 def build(platform: Platform) -> ServicePart:

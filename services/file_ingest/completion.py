@@ -19,7 +19,7 @@ from services.file_ingest.domain.uploads import (
     select_parts,
     upload_prefix,
 )
-from services.file_ingest.events import publish_file_event
+from services.file_ingest.events import file_event, uploads_outbox
 from services.file_ingest.parts import delete_parts
 from services.file_ingest.quota import upload_completed
 from services.file_ingest.streaming import Digest
@@ -86,7 +86,8 @@ async def _build_file(ctx: FileIngest, upload: UploadRecord, body: CompleteUploa
 
 async def finish(ctx: FileIngest, upload: UploadRecord, record: FileRecord) -> UploadRecord:
     """Mark the upload completed with its stored File, then delete its parts (only now: both are durable)."""
-    completed = await ctx.uploads.mark_completed(upload.org_id, upload.id, record.id)
+    created = file_event(ctx, FileCreated, upload.org_id, record.public())
+    completed = await ctx.uploads.mark_completed(upload.org_id, upload.id, record.id, [created])
     if completed is None:
         current = await ctx.uploads.get(upload.org_id, upload.id)
         if current is None or current.status != "completed" or current.file_id != record.id:
@@ -99,7 +100,7 @@ async def finish(ctx: FileIngest, upload: UploadRecord, record: FileRecord) -> U
         await ctx.usage.give(upload.org_id, upload_completed(upload.bytes, record.bytes))
     await delete_parts(ctx.blobs, completed.parts)
     log.info("upload_completed", upload_id=upload.id, file_id=record.id, bytes=record.bytes)
-    await publish_file_event(ctx.bus, ctx.source, FileCreated, upload.org_id, record.public())
+    await uploads_outbox(ctx).flush_document({"_id": upload.id})  # its file.created (or a retry's, if left)
     return completed
 
 

@@ -1,6 +1,11 @@
-"""file-ingest's MongoDB collections: `files`, `uploads` and `lora_refs`, always queried by org."""
+"""file-ingest's MongoDB collections: `files`, `uploads` and `lora_refs`, always queried by org.
+
+`files` and `uploads` documents may carry an `outbox` of events written with them, and `file_deletions`
+holds file.deleted events before their File goes (events.py); the records never see either.
+"""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -8,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from services.file_ingest.domain.files import FileRecord
 from services.file_ingest.domain.refs import Reference
 from services.file_ingest.domain.uploads import PartRecord, UploadRecord
+from shared.bus.outbox import FIELD as OUTBOX
 
 DATABASE = "file_ingest"
 
@@ -22,6 +28,7 @@ def _from_doc(cls, doc: dict | None):
     if doc is None:
         return None
     doc = dict(doc)
+    doc.pop(OUTBOX, None)
     doc["id"] = doc.pop("_id")
     return cls.model_validate(doc)
 
@@ -29,13 +36,17 @@ def _from_doc(cls, doc: dict | None):
 class FileRepository:
     def __init__(self, db):
         self.collection = db["files"]
+        self.deletions = db["file_deletions"]
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("org_id", ASCENDING), ("_id", ASCENDING)])
         await self.collection.create_index([("org_id", ASCENDING), ("purpose", ASCENDING), ("_id", ASCENDING)])
+        await self.collection.create_index(f"{OUTBOX}.created_at", sparse=True)
+        await self.deletions.create_index([("id", ASCENDING)], unique=True)
+        await self.deletions.create_index([("prepared_at", ASCENDING), ("seq", ASCENDING)])
 
-    async def insert(self, record: FileRecord) -> None:
-        await self.collection.insert_one(_to_doc(record))
+    async def insert(self, record: FileRecord, events: Iterable[dict[str, Any]] = ()) -> None:
+        await self.collection.insert_one({**_to_doc(record), OUTBOX: list(events)})
 
     async def get(self, org_id: str, file_id: str) -> FileRecord | None:
         return _from_doc(FileRecord, await self.collection.find_one({"_id": file_id, "org_id": org_id}))
@@ -101,11 +112,12 @@ class UploadRepository:
         await self.collection.update_one({"_id": upload_id, "org_id": org_id, "status": "pending"},
                                          {"$set": {"completing_until": None, "completing_file_id": None}})
 
-    async def mark_completed(self, org_id: str, upload_id: str, file_id: str) -> UploadRecord | None:
+    async def mark_completed(self, org_id: str, upload_id: str, file_id: str,
+                             events: Iterable[dict[str, Any]] = ()) -> UploadRecord | None:
         doc = await self.collection.find_one_and_update(
             {"_id": upload_id, "org_id": org_id, "status": "pending"},
             {"$set": {"status": "completed", "file_id": file_id, "completing_until": None,
-                      "completing_file_id": None}},
+                      "completing_file_id": None}, "$push": {OUTBOX: {"$each": list(events)}}},
             return_document=ReturnDocument.AFTER)
         return _from_doc(UploadRecord, doc)
 

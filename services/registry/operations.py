@@ -16,8 +16,8 @@ from services.registry.domain.fold import finished_now, fold
 from services.registry.domain.lora import LoraDocument, NewLora, create_document
 from services.registry.domain.names import looks_like_uuid
 from services.registry.publishing import (
+    deletions,
     deliver,
-    deliver_deletion,
     lora_event,
     outbox,
     publish_jobs,
@@ -99,15 +99,17 @@ async def delete_lora(registry: Registry, org_id: str, ref: str) -> LoraDocument
     for _ in range(CAS_ATTEMPTS):
         document = await find(registry, org_id, ref)
         gone = document.model_copy(update={"version": document.version + 1})
-        event = lora_event(registry, "deleted", gone)
-        await registry.repository.prepare_deletion(document, event)
+        key = registry.repository.key(document)
+        # events still in its outbox go with the delete's: else the document would take them along
+        events = [*await outbox(registry).pending(key), lora_event(registry, "deleted", gone)]
+        await deletions(registry).prepare(events, key)
         if await registry.repository.delete(document, at_version=True):
             break
-        await registry.repository.drop_deletion(event["id"])  # it changed or went meanwhile: look again
+        await deletions(registry).drop(events)  # it changed or went meanwhile: look again
     else:
         raise Conflict("The LoRA changed while it was being deleted; please retry.", code="concurrent_update",
                        headers={"x-should-retry": "true"})
-    await deliver_deletion(registry, event)
+    await deletions(registry).deliver(events)
     return gone
 
 

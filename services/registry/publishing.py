@@ -13,7 +13,7 @@ from typing import Any
 from services.registry.context import Registry
 from services.registry.domain.lora import LoraDocument
 from services.registry.repository import KEY_FIELDS
-from shared.bus.outbox import DocumentOutbox, outbox_entry, publish_entry
+from shared.bus.outbox import DeletionOutbox, DocumentOutbox, outbox_entry
 from shared.contracts.loras import ValidationRecord
 from shared.contracts.messages import (
     LoraCreated,
@@ -22,9 +22,8 @@ from shared.contracts.messages import (
     LoraValidationFinished,
     ValidateAdapter,
 )
-from shared.logging import correlation_id, get_logger
+from shared.logging import correlation_id
 
-log = get_logger("registry.publishing")
 LORA_EVENTS = {"created": LoraCreated, "updated": LoraUpdated, "deleted": LoraDeleted}
 
 
@@ -68,12 +67,5 @@ async def deliver(registry: Registry, document: LoraDocument, entries: list[dict
     return await outbox(registry).deliver(registry.repository.key(document), entries)
 
 
-async def deliver_deletion(registry: Registry, entry: dict[str, Any]) -> bool:
-    """Publish a lora.deleted event kept in the deletions outbox, then drop it from there."""
-    try:
-        await publish_entry(registry.bus, entry)
-    except Exception as exc:  # noqa: BLE001 -- the LoRA is gone; its event waits in the deletions outbox
-        log.warning("lora.deleted not published yet", event_id=entry["id"], error=str(exc))
-        return False
-    await registry.repository.drop_deletion(entry["id"])
-    return True
+def deletions(registry: Registry) -> DeletionOutbox:
+    return DeletionOutbox(registry.repository.deletions, registry.repository.loras, registry.bus)

@@ -4,7 +4,7 @@ Changes are compare-and-set on the document's `version`: the caller computes the
 document with the pure domain functions and `replace` applies it only if nobody changed
 the document in between. The events a change causes are stored in the same update, in the
 document's `outbox` (shared/bus/outbox.py), which the domain never sees. A deleted document has
-no outbox left, so its lora.deleted event is kept in `deletions` first (see `prepare_deletion`).
+no outbox left, so its lora.deleted event is kept in `deletions` first (shared/bus/outbox.py).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from services.registry.domain.lora import LoraDocument
 from shared.bus.outbox import FIELD as OUTBOX
 
 COLLECTION = "loras"
-DELETIONS = "deletions"  # lora.deleted events, written before their document is deleted
+DELETIONS = "deletions"  # lora.deleted events, written before their document is deleted (DeletionOutbox)
 KEY_FIELDS = ("org_id", "id")
 
 
@@ -45,7 +45,7 @@ class LoraRepository:
                                        ("validations.created_at", ASCENDING)])
         await self.loras.create_index(f"{OUTBOX}.created_at", sparse=True)
         await self.deletions.create_index([("id", ASCENDING)], unique=True)
-        await self.deletions.create_index([("created_at", ASCENDING)])
+        await self.deletions.create_index([("prepared_at", ASCENDING), ("seq", ASCENDING)])
 
     async def insert(self, document: LoraDocument, events: Iterable[dict[str, Any]] = ()) -> None:
         try:
@@ -78,21 +78,6 @@ class LoraRepository:
         query = {**self.key(document), **({"version": document.version} if at_version else {})}
         result = await self.loras.delete_one(query)
         return result.deleted_count == 1
-
-    async def exists(self, org_id: str, lora_id: str) -> bool:
-        return await self.loras.find_one({"org_id": org_id, "id": lora_id}, {"_id": 1}) is not None
-
-    async def prepare_deletion(self, document: LoraDocument, event: dict[str, Any]) -> None:
-        """Keep the lora.deleted event before the document goes: the delete then commits it. An entry
-        whose document still exists was never committed (see sweeper.py)."""
-        await self.deletions.insert_one({**event, "org_id": document.org_id, "lora_id": document.id})
-
-    async def drop_deletion(self, event_id: str) -> None:
-        await self.deletions.delete_one({"id": event_id})
-
-    async def deletions_before(self, older_than: float, limit: int = 500) -> list[dict[str, Any]]:
-        cursor = self.deletions.find({"created_at": {"$lt": older_than}}, {"_id": 0}).limit(limit)
-        return [entry async for entry in cursor]
 
     async def page(self, org_id: str | None, *, after: tuple[int, str] | None, limit: int,
                    descending: bool) -> list[LoraDocument]:

@@ -15,8 +15,8 @@ from functools import partial
 from services.registry.context import Registry
 from services.registry.domain.status import IN_PROGRESS
 from services.registry.operations import mark_unverified
-from services.registry.publishing import deliver_deletion, outbox
-from shared.bus.outbox import GRACE_SECONDS, keep_flushing
+from services.registry.publishing import deletions, outbox
+from shared.bus.outbox import keep_flushing
 from shared.logging import get_logger
 
 log = get_logger("registry.sweeper")
@@ -49,14 +49,7 @@ async def sweep_once(registry: Registry, now: float | None = None) -> int:
 
 async def flush_outboxes(registry: Registry, older_than: float) -> int:
     """Publish the events stored before `older_than` and not yet marked published; returns how many."""
-    published = await outbox(registry).flush(older_than)
-    uncommitted_before = time.time() - GRACE_SECONDS
-    for entry in await registry.repository.deletions_before(older_than):
-        if not await registry.repository.exists(entry["org_id"], entry["lora_id"]):
-            published += await deliver_deletion(registry, entry)
-        elif entry["created_at"] < uncommitted_before:  # its delete never happened (it lost a race, or crashed)
-            await registry.repository.drop_deletion(entry["id"])
-    return published
+    return await outbox(registry).flush(older_than) + await deletions(registry).flush(older_than)
 
 
 def sweeper_ctx(registry: Registry):

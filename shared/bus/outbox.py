@@ -84,6 +84,51 @@ class DocumentOutbox:
         return published
 
 
+class DeletionOutbox:
+    """Events of documents being deleted, which can have no outbox of their own: the deletion event, and
+    whatever the document's outbox still held (else they would go with it), are written here first
+    (`ref` names the document), the delete then commits them, and they are published after. Entries
+    whose document is gone are published by the sweep; those whose document still exists after the grace
+    were never committed (the delete lost a race, or the process died first) and are dropped."""
+
+    def __init__(self, collection, documents, bus: Bus):
+        self.collection, self.documents, self.bus = collection, documents, bus
+
+    async def prepare(self, entries: list[dict[str, Any]], ref: dict[str, Any]) -> None:
+        now = time.time()
+        await self.collection.insert_many([{**entry, "ref": ref, "prepared_at": now, "seq": seq}
+                                           for seq, entry in enumerate(entries)])
+
+    async def drop(self, entries: list[dict[str, Any]]) -> None:
+        await self.collection.delete_many({"id": {"$in": [entry["id"] for entry in entries]}})
+
+    async def deliver(self, entries: list[dict[str, Any]]) -> bool:
+        """Publish in order, dropping each once published; False when one failed (it and the rest wait)."""
+        for entry in entries:
+            try:
+                await publish_entry(self.bus, entry)
+            except Exception as exc:  # noqa: BLE001 -- the document is gone; its events wait here for the sweep
+                log.warning("outbox.publish_failed", type=entry["event"].get("type"), event_id=entry["id"],
+                            error=str(exc))
+                return False
+            await self.collection.delete_one({"id": entry["id"]})
+        return True
+
+    async def flush(self, older_than: float, limit: int = SWEEP_LIMIT) -> int:
+        uncommitted_before = time.time() - GRACE_SECONDS
+        cursor = self.collection.find({"prepared_at": {"$lt": older_than}}, {"_id": 0})
+        entries = [entry async for entry in cursor.sort([("prepared_at", 1), ("seq", 1)]).limit(limit)]
+        published = 0
+        for entry in entries:
+            if await self.documents.find_one(entry["ref"], {"_id": 1}) is None:
+                if not await self.deliver([entry]):
+                    break  # keep the order: the rest wait for the next round
+                published += 1
+            elif entry["prepared_at"] < uncommitted_before:
+                await self.drop([entry])
+        return published
+
+
 async def keep_flushing(flush: Callable[[float], Awaitable[int]], interval: float, what: str) -> None:
     """At start-up every entry left over (nothing of this process is in flight yet), then every
     `interval` the entries older than the grace."""

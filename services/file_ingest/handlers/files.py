@@ -12,14 +12,14 @@ from services.file_ingest.domain.filenames import InvalidFilename, clean_filenam
 from services.file_ingest.domain.files import FileRecord, UnknownPurpose, check_purpose, file_object_key
 from services.file_ingest.domain.ids import new_file_id
 from services.file_ingest.domain.ranges import ByteRange, RangeInvalid, RangeNotSatisfiable, parse_range
-from services.file_ingest.events import publish_file_event
+from services.file_ingest.events import deletion_events, deletions, file_event, files_outbox
 from services.file_ingest.inflight import receiving
 from services.file_ingest.quota import file_deleted, new_file
 from services.file_ingest.streaming import StreamedForm, check_declared_length, stream_form
 from shared.contracts.common import ListEnvelope, ListParams
 from shared.contracts.errors import ApiError, BadRequest, Conflict, NotFound, ServiceUnavailable
 from shared.contracts.files import FileDeletedObject, FileObject
-from shared.contracts.messages import FileCreated, FileDeleted
+from shared.contracts.messages import FileCreated
 from shared.http.requests import bad_request_from, json_response, org_id
 from shared.logging import get_logger
 
@@ -98,19 +98,20 @@ class FileHandlers:
                                  check_field=_check_file_field)
         try:
             record = _record_from_form(org, file_id, form, self.ctx.now())
-            await self._insert_within_quota(record)
+            created = file_event(self.ctx, FileCreated, org, record.public())
+            await self._insert_within_quota(record, [created])
         except BaseException:
             if form.stored is not None:
                 await self.ctx.blobs.delete(key)
             raise
         log.info("file_created", file_id=file_id, bytes=record.bytes, purpose=record.purpose)
-        await publish_file_event(self.ctx.bus, self.ctx.source, FileCreated, org, record.public())
+        await files_outbox(self.ctx).deliver({"_id": record.id}, [created])
         return json_response(record.public())
 
-    async def _insert_within_quota(self, record: FileRecord) -> None:
+    async def _insert_within_quota(self, record: FileRecord, events: list[dict]) -> None:
         await self.ctx.usage.take(record.org_id, new_file(record.bytes))
         try:
-            await self.ctx.files.insert(record)
+            await self.ctx.files.insert(record, events)
         except BaseException:
             await self.ctx.usage.give(record.org_id, file_deleted(record.bytes))
             raise
@@ -176,8 +177,10 @@ class FileHandlers:
         if holders:
             raise Conflict(f"File {record.id} is used by LoRA {', '.join(holders)}; delete the LoRA first",
                            param="id", code="file_in_use")
+        events = await deletion_events(self.ctx, record)
         deleted = await self.ctx.files.delete(record.org_id, record.id)
         if deleted is None:
+            await deletions(self.ctx).drop(events)
             raise NotFound(f"No such File object: {record.id}", param="id", code="file_not_found")
         await self.ctx.usage.give(deleted.org_id, file_deleted(deleted.bytes))
         try:
@@ -186,5 +189,5 @@ class FileHandlers:
             # the File is gone for the caller either way; an orphaned object only costs storage
             log.exception("file_blob_delete_failed", file_id=deleted.id, object_key=deleted.object_key)
         log.info("file_deleted", file_id=deleted.id)
-        await publish_file_event(self.ctx.bus, self.ctx.source, FileDeleted, deleted.org_id, deleted.public())
+        await deletions(self.ctx).deliver(events)
         return json_response(FileDeletedObject(id=deleted.id))

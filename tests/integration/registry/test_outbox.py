@@ -5,7 +5,7 @@ import time
 from datetime import UTC, datetime
 
 from services.registry.consumers import on_status_changed
-from services.registry.publishing import lora_event, outbox
+from services.registry.publishing import deletions, lora_event, outbox
 from services.registry.sweeper import flush_outboxes
 from shared.bus.base import BusError, Delivery
 from shared.bus.inprocess import InProcessBus
@@ -105,14 +105,28 @@ async def test_a_deletion_that_never_happened_is_not_announced(stack):
     document = await stack.registry.repository.get("org-a", name="funnier-v1")
     # the process wrote the lora.deleted event and died before deleting the document
     entry = lora_event(stack.registry, "deleted", document.model_copy(update={"version": 2}))
-    entry["created_at"] = time.time() - 2 * GRACE_SECONDS
-    await stack.registry.repository.prepare_deletion(document, entry)
+    await deletions(stack.registry).prepare([entry], {"org_id": "org-a", "id": document.id})
+    await stack.registry.repository.deletions.update_many(
+        {}, {"$set": {"prepared_at": time.time() - 2 * GRACE_SECONDS}})
 
     assert await flush_outboxes(stack.registry, older_than=time.time()) == 0
-    assert await stack.registry.repository.deletions_before(time.time()) == []
+    assert await stack.registry.repository.deletions.count_documents({}) == 0
     assert (await stack.http.get("/v1/loras/funnier-v1", headers=stack.auth())).status == 200
     assert (await stack.http.delete("/v1/loras/funnier-v1", headers=stack.auth())).status == 200
     assert (await events.next()).event.id != entry["id"] and events.pending() == []
+
+
+async def test_events_left_in_a_deleted_loras_outbox_go_out_before_its_deletion(stack, monkeypatch):
+    events = await stack.tap_events("org.org-a.lora.#")
+    failed = fail_once(stack, monkeypatch, "lora.created")
+    created = await (await stack.create()).json()
+    assert (await stack.http.delete("/v1/loras/funnier-v1", headers=stack.auth())).status == 200
+    assert failed
+    assert await flush_outboxes(stack.registry, older_than=time.time() + 1) == 0  # already published
+    seen = [(await events.next()).event for _ in range(2)]
+    assert [(e.type, e.data["lora"]["id"]) for e in seen] == [("lora.created", created["id"]),
+                                                              ("lora.deleted", created["id"])]
+    assert seen[0].id == failed[0].id and events.pending() == []
 
 
 async def test_a_redelivered_status_event_publishes_what_its_first_delivery_stored(stack, monkeypatch):
