@@ -11,6 +11,7 @@ export async function renderLoraDetail(ref) {
   const body = el("div", {}, el("p", {}, "Loading…"));
   const root = page(ref, body);
   let lora = null;
+  let notice = ""; // kept across the redraws the events cause
 
   async function load() {
     try {
@@ -21,7 +22,7 @@ export async function renderLoraDetail(ref) {
     }
   }
 
-  function draw(notice = "") {
+  function draw() {
     const heading = root.querySelector("h1");
     heading.textContent = lora.display_name || lora.name;
     replace(body,
@@ -33,7 +34,8 @@ export async function renderLoraDetail(ref) {
         [...recordsByModel(lora)].map(([model, records]) => modelSection(model, records))),
       editForm(lora, (updated) => {
         lora = updated;
-        draw("Saved.");
+        notice = "Saved.";
+        draw();
       }),
       deleteDialog(lora));
   }

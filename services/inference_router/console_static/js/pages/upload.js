@@ -14,7 +14,7 @@ export async function renderUpload() {
     el("p", {}, "Drop an adapter folder, or its two files, here."),
     el("p", { class: "hint" }, `It needs ${CONFIG} and ${WEIGHTS}.`));
   const checks = el("div", { id: "local-check", "aria-live": "polite" });
-  const name = el("input", { type: "text", required: true, pattern: "[a-z0-9][a-z0-9-]{0,62}[a-z0-9]", maxlength: "64", id: "lora-name" });
+  const name = el("input", { type: "text", required: true, pattern: "[a-z0-9][a-z0-9\\-]{0,62}[a-z0-9]", maxlength: "64", id: "lora-name" });
   const displayName = el("input", { type: "text", maxlength: "256", id: "lora-display-name" });
   const description = el("textarea", { rows: "2", maxlength: "4096", id: "lora-description-input" });
   const modelBoxes = el("fieldset", { class: "models" }, el("legend", {}, "Models to validate it on"));
