@@ -17,19 +17,6 @@ async def file_events(svc) -> Inbox:
     return inbox
 
 
-def fail_once(svc, monkeypatch, event_type: str) -> list:
-    failed, publish_event = [], svc.platform.bus.publish_event
-
-    async def publish_or_fail(event, **where):
-        if event.type == event_type and not failed:
-            failed.append(event)
-            raise BusError("broker unavailable")
-        await publish_event(event, **where)
-
-    monkeypatch.setattr(svc.platform.bus, "publish_event", publish_or_fail)
-    return failed
-
-
 async def until_marker(svc, inbox: Inbox) -> list:
     """The events before a fresh file's file.created (events arrive in publish order)."""
     marker = await svc.sdk().files.create(file=("marker.json", io.BytesIO(b"{}")), purpose="lora")

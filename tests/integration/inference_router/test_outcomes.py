@@ -10,9 +10,10 @@ import pytest
 
 from services.inference_router.recovery import fail_interrupted
 from services.inference_router.response_events import expire_once
-from shared.bus.base import BusError, DeadLetter
+from shared.bus.base import DeadLetter
 from shared.contracts import topology
 from shared.contracts.messages import RESPONSE_OUTCOMES, ResponseStatusChanged
+from tests.fixtures.bus_faults import refuse_once
 from tests.fixtures.inbox import Inbox
 from tests.integration.inference_router.harness import TINY, TINY_SLUG, start_stack, wait_for
 
@@ -134,15 +135,7 @@ async def test_a_response_failed_by_a_restart_and_an_incomplete_one_are_announce
 
 async def test_an_outcome_whose_publish_failed_goes_out_once_later_with_the_same_id(stack, monkeypatch):
     inbox = await outcomes_of(stack)
-    failed, publish_event = [], stack.platform.bus.publish_event
-
-    async def fails_once(event, **where):
-        if event.type == "response.completed" and not failed:
-            failed.append(event)
-            raise BusError("broker unavailable")
-        await publish_event(event, **where)
-
-    monkeypatch.setattr(stack.platform.bus, "publish_event", fails_once)
+    failed = refuse_once(stack.platform.bus, monkeypatch, "response.completed")
     created = await oai(stack).responses.create(model=TINY, input="later", background=True)
     await wait_for(lambda: (created.id, "completed") in stack.folded)
     assert (await shown(stack, created.id))["status"] == "completed" and failed

@@ -7,26 +7,13 @@ from datetime import UTC, datetime
 from services.registry.consumers import on_status_changed
 from services.registry.publishing import deletions, lora_event, outbox
 from services.registry.sweeper import flush_outboxes
-from shared.bus.base import BusError, Delivery
+from shared.bus.base import Delivery
 from shared.bus.inprocess import InProcessBus
 from shared.bus.outbox import GRACE_SECONDS
 from shared.contracts import topology as t
 from shared.contracts.messages import SEQ_GPU_DONE, ValidationStatusChanged
+from tests.fixtures.bus_faults import refuse_once
 from tests.integration.registry.conftest import WAIT_SECONDS, start_stack, stop_stack
-
-
-def fail_once(stack, monkeypatch, event_type: str) -> list:
-    """The bus refuses the first `event_type` event (as if the process died right after the write)."""
-    failed, publish_event = [], stack.platform.bus.publish_event
-
-    async def publish_or_fail(event, **where):
-        if event.type == event_type and not failed:
-            failed.append(event)
-            raise BusError("broker unavailable")
-        await publish_event(event, **where)
-
-    monkeypatch.setattr(stack.platform.bus, "publish_event", publish_or_fail)
-    return failed
 
 
 async def events_until_marker(stack, tap, lora_ref: str) -> list:
@@ -43,7 +30,7 @@ async def test_a_patch_whose_event_was_lost_is_published_once_by_the_sweep_with_
     events = await stack.tap_events("org.org-a.lora.#")
     created = await (await stack.create()).json()
     await events.until(lambda e: e.type == "lora.created")
-    failed = fail_once(stack, monkeypatch, "lora.updated")
+    failed = refuse_once(stack.platform.bus, monkeypatch, "lora.updated")
 
     resp = await stack.http.patch(f"/v1/loras/{created['id']}", json={"display_name": "Funnier"},
                                   headers=stack.auth())
@@ -59,7 +46,7 @@ async def test_a_patch_whose_event_was_lost_is_published_once_by_the_sweep_with_
 
 async def test_a_create_whose_event_was_lost_is_published_at_the_next_start(tmp_path, monkeypatch):
     first = await start_stack(tmp_path)
-    failed = fail_once(first, monkeypatch, "lora.created")
+    failed = refuse_once(first.platform.bus, monkeypatch, "lora.created")
     created = await (await first.create()).json()
     assert failed
     await stop_stack(first)
@@ -88,7 +75,7 @@ async def test_a_create_whose_event_was_lost_is_published_at_the_next_start(tmp_
 async def test_a_delete_whose_event_was_lost_is_published_once_with_its_id(stack, monkeypatch):
     events = await stack.tap_events("org.org-a.lora.deleted")
     created = await (await stack.create()).json()
-    failed = fail_once(stack, monkeypatch, "lora.deleted")
+    failed = refuse_once(stack.platform.bus, monkeypatch, "lora.deleted")
     assert (await stack.http.delete("/v1/loras/funnier-v1", headers=stack.auth())).status == 200
     assert (await stack.http.get(f"/v1/loras/{created['id']}", headers=stack.auth())).status == 404
     assert failed and events.pending() == []
@@ -118,7 +105,7 @@ async def test_a_deletion_that_never_happened_is_not_announced(stack):
 
 async def test_events_left_in_a_deleted_loras_outbox_go_out_before_its_deletion(stack, monkeypatch):
     events = await stack.tap_events("org.org-a.lora.#")
-    failed = fail_once(stack, monkeypatch, "lora.created")
+    failed = refuse_once(stack.platform.bus, monkeypatch, "lora.created")
     created = await (await stack.create()).json()
     assert (await stack.http.delete("/v1/loras/funnier-v1", headers=stack.auth())).status == 200
     assert failed
@@ -138,7 +125,7 @@ async def test_a_redelivered_status_event_publishes_what_its_first_delivery_stor
     status = ValidationStatusChanged(lora_id=created["id"], org_id="org-a", model=record["model"],
                                      validation_id=record["id"], status="succeeded", seq=SEQ_GPU_DONE,
                                      occurred_at=datetime.fromtimestamp(time.time(), UTC))
-    failed_update = fail_once(stack, monkeypatch, "lora.updated")
+    failed_update = refuse_once(stack.platform.bus, monkeypatch, "lora.updated")
     first = Delivery(event=status.to_event("test/worker"), queue=t.REGISTRY_STATUS_QUEUE,
                      routing_key=status.routing_key(), delivery_count=1)
     await on_status_changed(stack.registry, first)  # stored; its events were not published
