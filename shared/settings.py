@@ -222,3 +222,4 @@ class Settings(BaseSettings):
     webhook_disable_after_seconds: float = Field(72 * 3600.0, gt=0)
     webhook_delivery_concurrency: int = Field(64, ge=1)  # attempts in flight per webhooks process
     webhook_poll_seconds: float = Field(0.5, gt=0)  # how often due retries are looked for (new events wake it)
+    webhook_delivery_retention_seconds: float = Field(30 * 24 * 3600.0, gt=0)  # the delivery log of ended ones

@@ -6,11 +6,13 @@ grace period), and posts it through the egress guard. A 2xx delivers it; anythin
 error, non-2xx, an SSRF-blocked address) is retried after an exponential backoff with full jitter until
 `retry_seconds` after the first attempt, then the delivery fails. An endpoint whose attempts have failed without
 a success for `disable_after_seconds` is disabled and its pending deliveries end. The fanout wakes the loop
-when it stores deliveries; otherwise the loop polls.
+with the deliveries it stored (claimed for this process, so attempted without a claim round trip);
+otherwise the loop polls for retries that are due and claims that lapsed.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from shared.settings import Settings
 
 log = get_logger("webhooks.delivery_worker")
 CLAIM_MARGIN_SECONDS = 30.0  # a claim outlives the longest attempt by this much
+EXPIRY_INTERVAL_SECONDS = 3600.0  # how often ended deliveries past the retention are dropped (at most)
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,14 @@ class WorkerConfig:
     concurrency: int
     poll_seconds: float
     claim_seconds: float
+    retention_seconds: float = 30 * 24 * 3600.0  # how long the log keeps deliveries that ended
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
         return cls(RetryPolicy.from_settings(settings), settings.webhook_disable_after_seconds,
                    settings.webhook_delivery_concurrency, settings.webhook_poll_seconds,
-                   settings.webhook_timeout_seconds + CLAIM_MARGIN_SECONDS)
+                   settings.webhook_timeout_seconds + CLAIM_MARGIN_SECONDS,
+                   settings.webhook_delivery_retention_seconds)
 
 
 class DeliveryWorker:
@@ -67,10 +72,13 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task, str] = {}  # attempt -> its claim token
         self._loop: asyncio.Task | None = None
+        self._handed: collections.deque[dict] = collections.deque()
         self._stopping = False
+        self._next_expiry = 0.0
 
-    def wake(self) -> None:
-        """New deliveries are stored: look now rather than at the next poll."""
+    def hand_over(self, claimed: list[dict]) -> None:
+        """Deliveries the fanout stored, claimed for this process: attempted next, without a database claim."""
+        self._handed.extend(claimed)
         self._wake.set()
 
     def start(self) -> None:
@@ -82,6 +90,7 @@ class DeliveryWorker:
             self._wake.clear()  # before claiming: a wake during the claims is not lost
             try:
                 await self._start_due()
+                await self._expire_log()
             except Exception:  # a database hiccup must not end deliveries; the next poll retries
                 log.exception("webhooks.claim_failed")
             try:
@@ -91,12 +100,30 @@ class DeliveryWorker:
 
     async def _start_due(self) -> None:
         while not self._stopping and len(self._running) < self.config.concurrency:
-            claimed = await self.deliveries.claim_due(self.clock(), self.config.claim_seconds)
+            claimed = self._next_handed() or await self.deliveries.claim_due(self.clock(), self.config.claim_seconds)
             if claimed is None:
                 return
             task = asyncio.get_running_loop().create_task(self._attempt_logged(claimed))
             self._running[task] = claimed["claim"]
             task.add_done_callback(self._finished)
+
+    async def _expire_log(self) -> None:
+        now = self.clock()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + min(EXPIRY_INTERVAL_SECONDS, self.config.retention_seconds)
+        expired = await self.deliveries.expire(now - self.config.retention_seconds)
+        if expired:
+            log.info("webhooks.deliveries_expired", deleted=expired)
+
+    def _next_handed(self) -> dict | None:
+        """The next delivery handed over whose claim still has the time an attempt needs (a later one is left
+        to lapse: any worker takes it from the database then)."""
+        while self._handed:
+            claimed = self._handed.popleft()
+            if claimed["claimed_until"] - self.clock() > self.config.claim_seconds - CLAIM_MARGIN_SECONDS:
+                return claimed
+        return None
 
     def _finished(self, task: asyncio.Task) -> None:
         self._running.pop(task, None)
@@ -110,7 +137,8 @@ class DeliveryWorker:
         self._wake.set()
         if self._loop is not None:
             await asyncio.gather(self._loop, return_exceptions=True)
-        claims = list(self._running.values())
+        claims = [*self._running.values(), *(claimed["claim"] for claimed in self._handed)]
+        self._handed.clear()
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
@@ -164,12 +192,3 @@ class DeliveryWorker:
         await self.deliveries.clear_failing(endpoint["id"])  # a re-enabled endpoint starts with a clean record
         log.warning("webhooks.endpoint_disabled", endpoint=endpoint["id"], org=endpoint["org_id"],
                     failing_seconds=int(now - since), pending_ended=ended)
-
-
-def worker_ctx(worker: DeliveryWorker):
-    """cleanup_ctx: the delivery loop runs for the app's lifetime."""
-    async def ctx(app):
-        worker.start()
-        yield
-        await worker.stop()
-    return ctx

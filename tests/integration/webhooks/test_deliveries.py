@@ -180,3 +180,18 @@ async def test_the_delivery_log_pages_like_the_sdks_lists(service, receiver):
     assert response.status == 400 and (await response.json())["error"]["param"] == "limit"
     response = await service.client.get("/v1/webhook_endpoints/whep_nope/deliveries", headers=service.auth())
     assert response.status == 404
+
+
+async def test_the_log_keeps_ended_deliveries_for_the_retention_only(tmp_path, receiver):
+    service = await start_service(tmp_path, webhook_delivery_retention_seconds=0.3)
+    try:
+        endpoint = await subscribe(service, receiver)
+        await service.publish(response_completed())
+        await receiver.wait_for(1)
+
+        async def emptied():
+            return not (await service.deliveries(endpoint.id))["data"]
+
+        await wait_until(emptied, "the delivered delivery to leave the log")
+    finally:
+        await service.stop()

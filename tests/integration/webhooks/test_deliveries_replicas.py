@@ -48,10 +48,13 @@ class Replicas:
         egress = CountingEgress(Settings())
         return DeliveryWorker(self.deliveries, self.endpoints, egress, CONFIG), egress
 
-    async def store_events(self, count: int, now: float) -> None:
+    async def store_events(self, count: int, now: float, claim_seconds: float = 0.0) -> list[dict]:
+        """Deliveries stored as a fanout stores them (claimed by it for `claim_seconds`)."""
+        stored = []
         for _ in range(count):
             event = webhook_event(response_completed().to_event("loraserve/test"))
-            assert await self.deliveries.add(event, self.endpoint["id"], now)
+            stored.append(await self.deliveries.add(event, self.endpoint["id"], now, claim_seconds))
+        return stored
 
 
 @pytest.fixture
@@ -87,9 +90,9 @@ async def test_two_workers_on_one_database_send_each_delivery_once(replicas):
 
 
 async def test_a_claim_whose_worker_died_is_sent_by_another_after_it_lapses(replicas):
-    await replicas.store_events(1, now=0.0)
-    died = await replicas.deliveries.claim_due(time.time(), lease_seconds=0.3)  # and never came back
-    assert died is not None
+    # stored and claimed by a process that died before attempting it
+    (died,) = await replicas.store_events(1, now=time.time(), claim_seconds=0.3)
+    assert await replicas.deliveries.claim_due(time.time(), lease_seconds=30.0) is None  # still held
     worker, egress = replicas.worker()
     worker.start()
     try:
