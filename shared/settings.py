@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     body_idle_timeout_seconds: float = 30.0
     upload_ttl_seconds: int = 3600
     validation_deadline_seconds: int = 1800
+    # the registry's per-org event log (GET /v1/events resumes from it) keeps events this long (default 7 days)
+    event_retention_seconds: int = Field(604800, ge=60)
     sync_request_timeout_seconds: float = 120.0
     # a started stream whose worker sends nothing for this long ends with the API's error event
     stream_idle_timeout_seconds: float = 30.0

@@ -8,13 +8,13 @@ from aiohttp import web
 
 from services.registry.consumers import consumers_ctx
 from services.registry.context import Registry
-from services.registry.events_hub import EventsHub, binding_keys
+from services.registry.event_log import EventLog
+from services.registry.event_log_appender import event_log_ctx
 from services.registry.handlers import events, internal, loras, org_limits
 from services.registry.repository import LoraRepository
 from services.registry.revalidation import revalidation_ctx
 from services.registry.sweeper import sweeper_ctx
 from shared.clients.files import FileIngestClient
-from shared.contracts import topology as t
 from shared.platform import Platform, ServicePart
 from shared.quotas import Quotas
 
@@ -61,17 +61,6 @@ def files_client_ctx(registry: Registry, platform: Platform):
     return ctx
 
 
-def events_hub_ctx(registry: Registry):
-    async def ctx(app):
-        hub = EventsHub()
-        subscription = await registry.bus.subscribe(t.EVENTS, binding_keys(), hub.on_delivery)
-        registry.hub = hub
-        yield
-        hub.close_all()
-        await subscription.close()
-    return ctx
-
-
 def end_streams(registry: Registry):
     async def on_shutdown(app):
         # open event streams would otherwise hold the server's graceful shutdown until its timeout
@@ -82,11 +71,14 @@ def end_streams(registry: Registry):
 
 def part_for(registry: Registry, platform: Platform, heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
              ) -> ServicePart:
+    event_log = EventLog(platform.documents.database(DATABASE), platform.settings.event_retention_seconds,
+                         unique_event_ids=not platform.documents.embedded)
     return ServicePart(
         name="registry",
         routes=routes(registry, heartbeat_seconds),
-        cleanup_ctx=[indexes_ctx(registry), files_client_ctx(registry, platform), events_hub_ctx(registry),
-                     consumers_ctx(registry), sweeper_ctx(registry), revalidation_ctx(registry)],
+        cleanup_ctx=[indexes_ctx(registry), files_client_ctx(registry, platform),
+                     event_log_ctx(registry, event_log), consumers_ctx(registry), sweeper_ctx(registry),
+                     revalidation_ctx(registry)],
         readiness=[registry.repository.ping],
         on_shutdown=[end_streams(registry)],
     )

@@ -1,27 +1,41 @@
-"""Fan-out of the public events to the open `GET /v1/events` streams.
+"""What wakes the open `GET /v1/events` streams when their org's event log grows.
 
-One bus subscription per registry instance (bound to every org's public event families)
-feeds every stream of the event's org; a stream that falls too far behind is ended so the
-client reconnects, instead of the instance buffering without bound.
+Streams read their events from the log (`event_log`), never from the bus, so every frame carries
+the log's number and a resumed stream continues exactly where it stopped. The hub only tells
+them when to read: it keeps, per org with open streams, the newest number known to be in the
+log. This instance's appender reports each append at once; another instance's appends are
+noticed by polling that org's newest number, a few times right after the org's event went by
+on the bus (the other appender is about to write it) and every `poll_seconds` in any case.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
+import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from pymongo.errors import PyMongoError
+
+from services.registry.event_log import EventLog
 from shared.bus.base import Delivery
-from shared.contracts.cloudevents import CloudEvent
-from shared.contracts.messages import PUBLIC_EVENT_TYPES
+from shared.contracts import topology as t
+from shared.contracts.messages import PUBLIC_EVENT_TYPES, RESPONSE_OUTCOMES
+from shared.logging import get_logger
 
-MAX_QUEUED_PER_STREAM = 1000
-PUBLIC_FAMILIES = tuple(dict.fromkeys(t.split(".", 1)[0] for t in PUBLIC_EVENT_TYPES))
+log = get_logger("registry.events_hub")
+
+# the public events: LoRAs and files, and the ends of background Responses
+STREAMED_TYPES = (*PUBLIC_EVENT_TYPES, *(m.TYPE for m in RESPONSE_OUTCOMES.values()))
+POLL_SECONDS = 2.0
+NUDGE_DELAYS = (0.02, 0.05, 0.1, 0.25, 0.5)  # polls after an org's event went by on the bus
+LOCAL_APPENDER_SECONDS = 5.0  # appended here this recently: this instance is the active appender
 
 
 def binding_keys() -> list[str]:
-    """Every org's public events: `org.*.lora.#`, `org.*.file.#`."""
-    return [f"org.*.{family}.#" for family in PUBLIC_FAMILIES]
+    """Every org's public events, as the event log's queue binds them."""
+    return list(t.EVENT_LOG_BINDINGS)
 
 
 def org_of(routing_key: str) -> str | None:
@@ -31,46 +45,35 @@ def org_of(routing_key: str) -> str | None:
 
 def matching_types(patterns: list[str]) -> set[str]:
     """The public event types selected by glob patterns such as `lora.*`."""
-    return {t for t in PUBLIC_EVENT_TYPES if any(fnmatch.fnmatchcase(t, p) for p in patterns)}
+    return {t for t in STREAMED_TYPES if any(fnmatch.fnmatchcase(t, p) for p in patterns)}
 
 
 @dataclass(eq=False)
 class Stream:
     org_id: str
-    types: frozenset[str]
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(MAX_QUEUED_PER_STREAM))
-    ended: bool = False  # overflowed or the hub is closing; the handler ends the response
-
-    def offer(self, event: CloudEvent) -> None:
-        if self.ended or event.type not in self.types:
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.end()
-
-    def end(self) -> None:
-        self.ended = True
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(None)
-
-    async def next(self) -> CloudEvent | None:
-        """The next event, or None once the stream has ended."""
-        return None if self.ended and self.queue.empty() else await self.queue.get()
+    types: frozenset[str] | None  # None: every type
+    cursor: int  # the number of the last entry sent (or skipped as filtered out)
+    ended: bool = False  # the hub is closing; the handler ends the response
 
 
 class EventsHub:
-    def __init__(self) -> None:
-        self._streams: dict[str, set[Stream]] = defaultdict(set)
+    def __init__(self, event_log: EventLog, poll_seconds: float = POLL_SECONDS) -> None:
+        self.log = event_log
+        self.poll_seconds = poll_seconds
         self.closing = False
+        self._streams: dict[str, set[Stream]] = defaultdict(set)
+        self._known: dict[str, int] = {}  # per org with open streams: the newest number known in the log
+        self._waiters: dict[str, set[asyncio.Future]] = defaultdict(set)
+        self._nudging: dict[str, asyncio.Task] = {}
+        self._appended_here_at = 0.0
 
-    def open(self, org_id: str, types: set[str]) -> Stream:
-        stream = Stream(org_id, frozenset(types))
-        if self.closing:
-            stream.end()
-        else:
+    # -- streams --------------------------------------------------------------------------------
+    def open(self, org_id: str, types: frozenset[str] | None, cursor: int) -> Stream:
+        """A stream that continues after number `cursor` (one the org's log has given)."""
+        stream = Stream(org_id, types, cursor, ended=self.closing)
+        if not self.closing:
             self._streams[org_id].add(stream)
+            self.advanced(org_id, cursor)
         return stream
 
     def close(self, stream: Stream) -> None:
@@ -79,20 +82,93 @@ class EventsHub:
             streams.discard(stream)
             if not streams:
                 del self._streams[stream.org_id]
+                self._known.pop(stream.org_id, None)
+                nudging = self._nudging.pop(stream.org_id, None)
+                if nudging is not None:
+                    nudging.cancel()
 
     def close_all(self) -> None:
         """End every open stream and refuse new ones (the server is shutting down)."""
         self.closing = True
         for streams in list(self._streams.values()):
             for stream in list(streams):
-                stream.end()
-
-    async def on_delivery(self, delivery: Delivery) -> None:
-        org = org_of(delivery.routing_key)
-        if org is None or delivery.event.type not in PUBLIC_EVENT_TYPES:
-            return
-        for stream in list(self._streams.get(org, ())):
-            stream.offer(delivery.event)
+                stream.ended = True
+        for org_id in list(self._waiters):
+            self._wake(org_id)
+        for task in self._nudging.values():
+            task.cancel()
 
     def open_streams(self) -> int:
         return sum(len(s) for s in self._streams.values())
+
+    def known(self, org_id: str) -> int:
+        """A number every entry up to which is in the org's log (the log numbers without gaps)."""
+        return self._known.get(org_id, 0)
+
+    async def wait(self, stream: Stream, timeout: float) -> None:
+        """Until the org's log holds a number above the stream's cursor, the hub closes, or `timeout`."""
+        if stream.ended or self.known(stream.org_id) > stream.cursor:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[stream.org_id].add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+        finally:
+            waiters = self._waiters.get(stream.org_id)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[stream.org_id]
+
+    # -- what tells the hub the log grew --------------------------------------------------------
+    def appended(self, org_id: str, seq: int) -> None:
+        """This instance's appender wrote entry `seq` of the org."""
+        self._appended_here_at = time.monotonic()
+        self.advanced(org_id, seq)
+
+    def advanced(self, org_id: str, seq: int) -> None:
+        if org_id in self._streams and seq > self._known.get(org_id, 0):
+            self._known[org_id] = seq
+            self._wake(org_id)
+
+    def _wake(self, org_id: str) -> None:
+        for waiter in self._waiters.get(org_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def on_delivery(self, delivery: Delivery) -> None:
+        """An org's public event went by on the bus: some instance's appender is about to log it."""
+        org = org_of(delivery.routing_key)
+        if org is None or org not in self._streams or org in self._nudging or self.closing:
+            return
+        if time.monotonic() - self._appended_here_at < LOCAL_APPENDER_SECONDS:
+            return  # the appender is this instance's: it reports its appends itself
+        self._nudging[org] = asyncio.get_running_loop().create_task(self._nudge(org))
+
+    async def _nudge(self, org_id: str) -> None:
+        try:
+            before = self.known(org_id)
+            for delay in NUDGE_DELAYS:
+                await asyncio.sleep(delay)
+                if await self._poll(org_id) > before:
+                    return
+        finally:
+            if self._nudging.get(org_id) is asyncio.current_task():
+                del self._nudging[org_id]
+
+    async def _poll(self, org_id: str) -> int:
+        seq = await self.log.last_seq(org_id)
+        self.advanced(org_id, seq)
+        return seq
+
+    async def poll_forever(self) -> None:
+        """Notice appends made by another instance's appender, for every org with open streams."""
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            for org_id in list(self._streams):
+                try:
+                    await self._poll(org_id)
+                except PyMongoError as exc:  # the store is down: the streams wait, the next poll retries
+                    log.warning("events_hub.poll_failed", org_id=org_id, error=str(exc))
+                    break
