@@ -4,6 +4,7 @@ import torch
 from peft import PeftModel
 
 from services.gpu_worker.adapters.adapter_files import load_adapter
+from services.gpu_worker.engines.torch_engine.lora_ops import STRATEGIES
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, host_engine
 from services.gpu_worker.models.tiny_model import build_model
 from services.gpu_worker.models.tokenizer import build_tokenizer
@@ -53,7 +54,7 @@ def load_into_slots(engine, adapter_dirs) -> dict[str | None, int]:
     return slots
 
 
-@pytest.mark.parametrize("strategy", ["masked", "gathered", "grouped"])
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_mixed_batch_rows_match_each_adapter_alone(strategy, adapter_dirs, references):
     engine = make_engine(strategy)
     slot_of = load_into_slots(engine, adapter_dirs)

@@ -11,21 +11,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.gpu_worker.engines.torch_engine.lora_bank import LoraBank, TargetBank
-from services.gpu_worker.engines.torch_engine.lora_ops import STRATEGIES, Strategy, TokenPlan
+from services.gpu_worker.engines.torch_engine.lora_bank import LoraBank, RankBucket, TargetBank
+from services.gpu_worker.engines.torch_engine.lora_ops import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    BucketPlan,
+    ForwardPlan,
+    Strategy,
+    add_per_token,
+    plan_forward,
+)
 from services.gpu_worker.engines.torch_engine.targets import TargetKind
 
 
 class LoraContext:
-    """What the forward in progress needs: which slot each token uses and how to add the terms."""
+    """What the forward in progress needs: which entries its rows use and how to add the terms."""
 
-    def __init__(self, strategy: str = "gathered"):
-        self.plan: TokenPlan | None = None
+    def __init__(self, bank: LoraBank, strategy: str = DEFAULT_STRATEGY):
+        self.bank = bank
+        self.plan: ForwardPlan | None = None
         self.strategy: Strategy = STRATEGIES[strategy]
 
-    def active_plan(self, bank: TargetBank) -> TokenPlan | None:
+    def plan_for(self, slots: list[int], steps: int, device: torch.device) -> ForwardPlan | None:
+        return plan_forward(slots, steps, self.bank.entries.entries, device)
+
+    def terms(self, bank: TargetBank) -> list[tuple[RankBucket, BucketPlan]]:
+        """The target's buckets that hold factors of some row of the forward in progress."""
         plan = self.plan
-        return plan if plan is not None and bank.serves(plan.slots) else None
+        if plan is None:
+            return []
+        found = []
+        for rank, bucket in bank.buckets.items():
+            bucket_plan = plan.buckets.get(rank)
+            if bucket_plan is not None and not bucket_plan.slots.isdisjoint(bucket.loaded):
+                found.append((bucket, bucket_plan))
+        return found
 
 
 class MultiLoraLinear(nn.Module):
@@ -35,10 +55,14 @@ class MultiLoraLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        plan = self.context.active_plan(self.bank)
-        if plan is not None:
-            self.context.strategy(y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1]), self.bank.a, self.bank.bt, plan)
+        if self.context.plan is not None:
+            _add_terms(self.context, self.bank, y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1]))
         return y
+
+
+def _add_terms(context: LoraContext, bank: TargetBank, y: torch.Tensor, x: torch.Tensor) -> None:
+    for bucket, bucket_plan in context.terms(bank):
+        context.strategy(y, x, bucket.a_t, bucket.bt, bucket_plan)
 
 
 class MultiLoraRouter(nn.Module):
@@ -52,9 +76,8 @@ class MultiLoraRouter(nn.Module):
         router = self.base
         hidden = hidden_states.view(-1, router.hidden_dim).type(torch.float32)
         logits = F.linear(hidden, router.weight.type(torch.float32))
-        plan = self.context.active_plan(self.bank)
-        if plan is not None:
-            self.context.strategy(logits, hidden, self.bank.a, self.bank.bt, plan)
+        if self.context.plan is not None:
+            _add_terms(self.context, self.bank, logits, hidden)
         weights, indices = _route(router, logits)
         return logits, weights, indices
 
@@ -84,28 +107,38 @@ class MultiLoraExperts(nn.Module):
 
     def forward(self, hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor) -> torch.Tensor:
         experts = self.base
-        gate_up_plan = self.context.active_plan(self.gate_up)
-        down_plan = self.context.active_plan(self.down)
+        gate_up_terms = self.context.terms(self.gate_up)
+        down_terms = self.context.terms(self.down)
         final = torch.zeros_like(hidden)
         expert_mask = F.one_hot(top_k_index, num_classes=experts.num_experts).permute(2, 1, 0)
         for expert in (expert_mask.sum(dim=(-1, -2)) > 0).nonzero().flatten().tolist():
             top_k_pos, token_idx = torch.where(expert_mask[expert])
             x = hidden.index_select(0, token_idx)
             gate_up = F.linear(x, experts.gate_up_proj[expert])
-            if gate_up_plan is not None:
-                self._add(gate_up, x, self.gate_up, expert, gate_up_plan.subset(token_idx))
+            if gate_up_terms:
+                _add_expert_terms(gate_up, x, expert, token_idx, gate_up_terms)
             gate, up = gate_up.chunk(2, dim=-1)
             h = experts.act_fn(gate) * up
             out = F.linear(h, experts.down_proj[expert])
-            if down_plan is not None:
-                self._add(out, h, self.down, expert, down_plan.subset(token_idx))
+            if down_terms:
+                _add_expert_terms(out, h, expert, token_idx, down_terms)
             out = out * top_k_weights[token_idx, top_k_pos, None]
             final.index_add_(0, token_idx, out.to(final.dtype))
         return final
 
-    def _add(self, y, x, bank: TargetBank, expert: int, plan: TokenPlan) -> None:
-        if plan.slots:
-            self.context.strategy(y, x, bank.a[expert], bank.bt[expert], plan)
+
+def _add_expert_terms(y: torch.Tensor, x: torch.Tensor, expert: int, token_idx: torch.Tensor,
+                      terms: list[tuple[RankBucket, BucketPlan]]) -> None:
+    """The tokens routed to one expert are few: each copies its own entry's factors of that expert."""
+    for bucket, bucket_plan in terms:
+        entries = bucket_plan.entry_per_token.index_select(0, token_idx)
+        tokens = None
+        if not bucket_plan.all_tokens:
+            tokens = (entries >= 0).nonzero().squeeze(1)
+            if tokens.numel() == 0:
+                continue
+            entries = entries.index_select(0, tokens)
+        add_per_token(y, x, bucket.a_t[expert], bucket.bt[expert], tokens, entries)
 
 
 def install_multi_lora(model: nn.Module, bank: LoraBank, context: LoraContext) -> None:

@@ -1,92 +1,180 @@
 """Adding each token's own adapter's LoRA term to a batched matmul's output (Punica/S-LoRA's idea).
 
-`y[n] += x[n] @ A[s_n]^T @ Bt[s_n]` for every token n whose slot s_n >= 0; tokens without an
-adapter (slot -1) get nothing added. Stacked factors: A `[S, R, in]`, Bt `[S, R, out]` (scaling
-folded into Bt, ranks below R zero-padded). Three ways, measured in tests/bench/bench_engine.py:
+`y[n] += x[n] @ A[e_n]^T @ Bt[e_n]` for every token n whose adapter holds entry e_n of a rank
+bucket; tokens without an adapter get nothing added. A forward's plan is built once (`plan_forward`,
+from the rows' slots) and serves every target: per bucket, which rows, which entries, and the index
+tensors the strategies need. Factors per bucket: `a_t [C, in, R]`, `bt [C, R, out]` (lora_bank).
+Three ways, all exact, measured in tests/bench/bench_engine.py:
 
-- masked: one GEMM of the tokens against every slot's A at once, a 0/1 mask keeps each
-  token's own slot's R columns, one GEMM (fused with the add) against every slot's Bt. No
-  weight gathering; cost grows with the number of slots, not with the number of tokens.
-- gathered: copy each token's slot's A and Bt (`A[s_n]`) and run two batched matmuls.
-- grouped: one pair of small matmuls per distinct slot in the batch.
+- stacked (the worker's): batched matmuls over the bucket's factors as they lie, one matrix per
+  entry, with the rows' inputs brought into entry order (nothing to move when rows already are in
+  entry order, the usual case) and the results added back; no factor is copied. Entries no row uses
+  inside the span are read (bounded: a sparse span copies the used entries instead).
+- gathered: copy each token's entry's factors (`a_t[e_n]`) and run two batched matmuls.
+- grouped: one pair of small matmuls per distinct entry in the batch.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
 NO_ADAPTER = -1
 
 
-class TokenPlan:
-    """Which slot each token of the current forward uses, with what the strategies derive from it."""
+@dataclass(frozen=True)
+class StackedLayout:
+    """Where the stacked strategy puts a bucket's rows: `count` stacked matrices of `per_entry` rows each."""
 
-    def __init__(self, token_slots: torch.Tensor, num_slots: int, parent: TokenPlan | None = None,
-                 parent_index: torch.Tensor | None = None):
-        self.token_slots = token_slots
-        self.num_slots = num_slots
-        self.slots = frozenset(token_slots.unique().tolist()) - {NO_ADAPTER}
-        self._parent, self._parent_index = parent, parent_index
-        self._masks: dict[tuple[int, torch.dtype], torch.Tensor] = {}
-        self._rows: torch.Tensor | None = None
-        self._groups: list[tuple[int, torch.Tensor]] | None = None
-        self._all_have_adapters: bool | None = None
+    first: int  # entry of the first stacked matrix (when the factors are read in place)
+    count: int
+    used: torch.Tensor | None  # entries to copy out of the factors; None: read entries first..first+count
+    rows: torch.Tensor | None  # the bucket's rows in stacked order; None: rows first_row.. already are
+    first_row: int
+    per_entry: int = 1
+    positions: torch.Tensor | None = None  # each row's stacked position when per_entry > 1 or holes
+    grouped: bool = False  # too uneven to stack: one matmul pair per entry
 
-    @property
-    def all_have_adapters(self) -> bool:
-        if self._all_have_adapters is None:  # asked once per wrapped module per forward: computed once
-            self._all_have_adapters = bool((self.token_slots >= 0).all())
-        return self._all_have_adapters
 
-    def mask(self, rank: int, dtype: torch.dtype) -> torch.Tensor:
-        """[N, S·R] with 1 where column belongs to the token's own slot."""
-        key = (rank, dtype)
-        if key not in self._masks:
-            if self._parent is not None:
-                self._masks[key] = self._parent.mask(rank, dtype).index_select(0, self._parent_index)
-            else:
-                column_slot = torch.arange(self.num_slots, device=self.token_slots.device).repeat_interleave(rank)
-                self._masks[key] = (self.token_slots[:, None] == column_slot[None, :]).to(dtype)
-        return self._masks[key]
+class BucketPlan:
+    """The rows of one forward whose adapters' factors sit in one rank bucket."""
 
-    def rows(self) -> torch.Tensor:
-        if self._rows is None:
-            self._rows = (self.token_slots >= 0).nonzero().squeeze(1)
-        return self._rows
+    def __init__(self, rank: int, rows: list[int], entries: list[int], slots: frozenset[int], num_rows: int,
+                 steps: int, device: torch.device):
+        self.rank, self.rows, self.entries, self.slots = rank, rows, entries, slots
+        self.num_rows, self.steps, self.device = num_rows, steps, device
 
+    @cached_property
+    def token_rows(self) -> torch.Tensor:
+        """The bucket's tokens (row-major over `steps` tokens a row)."""
+        rows = torch.tensor(self.rows, device=self.device)
+        return (rows[:, None] * self.steps + torch.arange(self.steps, device=self.device)).flatten()
+
+    @cached_property
+    def token_entries(self) -> torch.Tensor:
+        return torch.tensor(self.entries, device=self.device).repeat_interleave(self.steps)
+
+    @cached_property
+    def all_tokens(self) -> bool:
+        return len(self.rows) == self.num_rows
+
+    @cached_property
+    def entry_per_token(self) -> torch.Tensor:
+        """[every token of the forward]: its entry in this bucket, NO_ADAPTER for tokens not in it."""
+        per_row = torch.full((self.num_rows,), NO_ADAPTER, dtype=torch.long, device=self.device)
+        per_row[torch.tensor(self.rows, device=self.device)] = torch.tensor(self.entries, device=self.device)
+        return per_row.repeat_interleave(self.steps)
+
+    @cached_property
     def groups(self) -> list[tuple[int, torch.Tensor]]:
-        if self._groups is None:
-            self._groups = [(slot, (self.token_slots == slot).nonzero().squeeze(1)) for slot in sorted(self.slots)]
-        return self._groups
+        by_entry: dict[int, list[int]] = {}
+        for row, entry in zip(self.rows, self.entries):
+            by_entry.setdefault(entry, []).append(row)
+        return [(entry, _tokens(rows, self.steps, self.device)) for entry, rows in sorted(by_entry.items())]
 
-    def subset(self, index: torch.Tensor) -> TokenPlan:
-        return TokenPlan(self.token_slots.index_select(0, index), self.num_slots, self, index)
+    @cached_property
+    def stacked(self) -> StackedLayout:
+        rows, entries = self.rows, self.entries
+        first_row, first = rows[0], min(entries)
+        if rows == list(range(first_row, first_row + len(rows))) and entries == list(range(first, first + len(rows))):
+            return StackedLayout(first, len(rows), None, None, first_row)  # already in entry order
+        used = sorted(set(entries))
+        span = used[-1] + 1 - first
+        in_place = span <= 2 * len(used)  # reading a few idle entries beats copying the used ones
+        local = {e: e - first for e in used} if in_place else {e: i for i, e in enumerate(used)}
+        count = span if in_place else len(used)
+        used_index = None if in_place else torch.tensor(used, device=self.device)
+        per_entry_rows: dict[int, int] = {}
+        for entry in entries:
+            per_entry_rows[entry] = per_entry_rows.get(entry, 0) + 1
+        per_entry = max(per_entry_rows.values())
+        if count * per_entry > 2 * len(rows):
+            return StackedLayout(first, count, used_index, None, 0, per_entry, grouped=True)
+        order = sorted(range(len(rows)), key=lambda i: local[entries[i]])
+        seen: dict[int, int] = {}
+        positions = []
+        for i in order:
+            k = seen[entries[i]] = seen.get(entries[i], -1) + 1
+            positions.append(local[entries[i]] * per_entry + k)
+        ordered_rows = torch.tensor([rows[i] for i in order], device=self.device)
+        dense = positions == list(range(count * per_entry))
+        return StackedLayout(first, count, used_index, ordered_rows, 0, per_entry,
+                             None if dense else torch.tensor(positions, device=self.device))
 
 
-def add_masked(y: torch.Tensor, x: torch.Tensor, a: torch.Tensor, bt: torch.Tensor, plan: TokenPlan) -> None:
-    slots, rank, _ = a.shape
-    shrunk = x @ a.reshape(slots * rank, -1).T
-    shrunk.mul_(plan.mask(rank, shrunk.dtype))
-    y.addmm_(shrunk, bt.reshape(slots * rank, -1))
+def _tokens(rows: list[int], steps: int, device: torch.device) -> torch.Tensor:
+    index = torch.tensor(rows, device=device)
+    return (index[:, None] * steps + torch.arange(steps, device=device)).flatten()
 
 
-def add_gathered(y: torch.Tensor, x: torch.Tensor, a: torch.Tensor, bt: torch.Tensor, plan: TokenPlan) -> None:
-    if plan.all_have_adapters:
-        slots = plan.token_slots
-        shrunk = torch.bmm(x.unsqueeze(1), a.index_select(0, slots).transpose(1, 2))
-        y.add_(torch.bmm(shrunk, bt.index_select(0, slots)).squeeze(1))
+class ForwardPlan:
+    """Which adapter entries one forward's rows use, per rank bucket."""
+
+    def __init__(self, buckets: dict[int, BucketPlan]):
+        self.buckets = buckets
+        self.slots = frozenset().union(*(b.slots for b in buckets.values()))
+
+
+def plan_forward(slots: list[int], steps: int, entries: dict[int, dict[int, int]],
+                 device: torch.device) -> ForwardPlan | None:
+    """The plan for rows using `slots` (one a row, NO_ADAPTER for none), each `steps` tokens long."""
+    buckets = {}
+    for rank, entry_of in entries.items():
+        rows = [row for row, slot in enumerate(slots) if slot in entry_of]
+        if rows:
+            buckets[rank] = BucketPlan(rank, rows, [entry_of[slots[r]] for r in rows],
+                                       frozenset(slots[r] for r in rows), len(slots), steps, device)
+    return ForwardPlan(buckets) if buckets else None
+
+
+def add_stacked(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.Tensor, plan: BucketPlan) -> None:
+    layout = plan.stacked
+    if layout.grouped:
+        add_grouped(y, x, a_t, bt, plan)
         return
-    rows = plan.rows()
-    slots = plan.token_slots.index_select(0, rows)
-    shrunk = torch.bmm(x.index_select(0, rows).unsqueeze(1), a.index_select(0, slots).transpose(1, 2))
-    y.index_add_(0, rows, torch.bmm(shrunk, bt.index_select(0, slots)).squeeze(1))
+    if layout.used is None:
+        a_t, bt = a_t[layout.first: layout.first + layout.count], bt[layout.first: layout.first + layout.count]
+    else:
+        a_t, bt = a_t.index_select(0, layout.used), bt.index_select(0, layout.used)
+    x3, y3 = x.reshape(plan.num_rows, plan.steps, -1), y.view(plan.num_rows, plan.steps, -1)
+    if layout.rows is None:  # rows first_row.. hold entries first.. in order: everything in place
+        rows = slice(layout.first_row, layout.first_row + layout.count)
+        y3[rows].baddbmm_(torch.bmm(x3[rows], a_t), bt)
+        return
+    inputs = x3.index_select(0, layout.rows)
+    if layout.positions is not None:  # holes or several rows an entry: zero-padded
+        padded = inputs.new_zeros(layout.count * layout.per_entry, plan.steps, inputs.shape[-1])
+        inputs = padded.index_copy_(0, layout.positions, inputs)
+    stacked = inputs.view(layout.count, layout.per_entry * plan.steps, -1)
+    out = torch.bmm(torch.bmm(stacked, a_t), bt).view(layout.count * layout.per_entry, plan.steps, -1)
+    if layout.positions is not None:
+        out = out.index_select(0, layout.positions)
+    y3.index_add_(0, layout.rows, out)
 
 
-def add_grouped(y: torch.Tensor, x: torch.Tensor, a: torch.Tensor, bt: torch.Tensor, plan: TokenPlan) -> None:
-    for slot, rows in plan.groups():
-        y.index_add_(0, rows, (x.index_select(0, rows) @ a[slot].T) @ bt[slot])
+def add_gathered(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.Tensor, plan: BucketPlan) -> None:
+    add_per_token(y, x, a_t, bt, None if plan.all_tokens else plan.token_rows, plan.token_entries)
 
 
-Strategy = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, TokenPlan], None]
-STRATEGIES: dict[str, Strategy] = {"masked": add_masked, "gathered": add_gathered, "grouped": add_grouped}
+def add_per_token(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.Tensor,
+                  tokens: torch.Tensor | None, entries: torch.Tensor) -> None:
+    """`tokens` (None: all, in order) each with its own entry's factors, copied out."""
+    inputs = x if tokens is None else x.index_select(0, tokens)
+    shrunk = torch.bmm(inputs.unsqueeze(1), a_t.index_select(0, entries))
+    out = torch.bmm(shrunk, bt.index_select(0, entries)).squeeze(1)
+    if tokens is None:
+        y.add_(out)
+    else:
+        y.index_add_(0, tokens, out)
+
+
+def add_grouped(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.Tensor, plan: BucketPlan) -> None:
+    for entry, tokens in plan.groups:
+        y.index_add_(0, tokens, (x.index_select(0, tokens) @ a_t[entry]) @ bt[entry])
+
+
+Strategy = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, BucketPlan], None]
+STRATEGIES: dict[str, Strategy] = {"stacked": add_stacked, "gathered": add_gathered, "grouped": add_grouped}
+DEFAULT_STRATEGY = "stacked"

@@ -8,6 +8,7 @@ import torch
 from services.gpu_worker.engines.torch_engine.engine import Engine, EngineObserver
 from services.gpu_worker.engines.torch_engine.lora_bank import LoraBank
 from services.gpu_worker.engines.torch_engine.lora_modules import LoraContext, install_multi_lora
+from services.gpu_worker.engines.torch_engine.lora_ops import DEFAULT_STRATEGY
 from services.gpu_worker.engines.torch_engine.runner import ModelRunner
 from services.gpu_worker.engines.torch_engine.slots import SlotTable
 from services.gpu_worker.engines.torch_engine.targets import TargetSpec, discover_targets
@@ -22,7 +23,7 @@ class EngineOptions:
     num_slots: int = 8
     max_batch: int = 16
     max_len: int = 1024
-    strategy: str = "gathered"  # fastest on CPU in tests/bench/bench_engine.py; all three are exact
+    strategy: str = DEFAULT_STRATEGY  # lora_ops: fastest on CPU in tests/bench/bench_engine.py; all are exact
     prefill_token_budget: int = 4096
     cpu_threads: int | None = None  # None: one for small models, else torch's default
 
@@ -48,7 +49,7 @@ def host_engine(model, tokenizer, options: EngineOptions, observer: EngineObserv
     param = next(model.parameters())
     targets = discover_targets(model)
     bank = LoraBank(targets, options.num_slots, param.dtype, param.device)
-    context = LoraContext(options.strategy)
+    context = LoraContext(bank, options.strategy)
     install_multi_lora(model, bank, context)
     runner = ModelRunner(model, context, options.num_slots, options.max_batch, options.max_len)
     stop_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)} - {None}

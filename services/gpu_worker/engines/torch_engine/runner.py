@@ -14,7 +14,6 @@ from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_deepseek
 
 from services.gpu_worker.engines.torch_engine.kv_cache import CacheShape, KvCache
 from services.gpu_worker.engines.torch_engine.lora_modules import LoraContext
-from services.gpu_worker.engines.torch_engine.lora_ops import NO_ADAPTER, TokenPlan
 
 
 @dataclass
@@ -89,7 +88,7 @@ class ModelRunner:
     # -- forward ----------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, slots: list[int], attend: _Attend) -> torch.Tensor:
         inner = self.model.model
-        self.context.plan = self._plan(slots, ids.shape[1])
+        self.context.plan = self.context.plan_for(slots, ids.shape[1], self.device)
         try:
             hidden = inner.embed_tokens(ids)
             cos, sin = inner.rotary_emb(hidden, attend.positions)
@@ -102,12 +101,6 @@ class ModelRunner:
             return inner.norm(hidden)
         finally:
             self.context.plan = None
-
-    def _plan(self, slots: list[int], steps: int) -> TokenPlan | None:
-        if all(slot == NO_ADAPTER for slot in slots):
-            return None
-        token_slots = torch.tensor(slots, device=self.device).repeat_interleave(steps)
-        return TokenPlan(token_slots, self.num_slots)
 
     def _attention(self, attn, layer: int, x: torch.Tensor, cos, sin, attend: _Attend) -> torch.Tensor:
         batch, steps, _ = x.shape
