@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from shared.contracts.common import ListEnvelope
+
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
@@ -37,12 +39,8 @@ class WebhookDelivery(BaseModel):
     event: dict[str, Any] = Field(description="The event body every attempt sends.")
 
 
-class WebhookDeliveryList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[WebhookDelivery]
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
+class WebhookDeliveryList(ListEnvelope[WebhookDelivery]):
+    pass
 
 
 class WebhookDeliveryListQuery(BaseModel):
