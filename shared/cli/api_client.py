@@ -5,12 +5,20 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 UPLOAD_CHUNK = 1 << 20
+
+
+@dataclass
+class SseFrame:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
 
 
 class ApiFailure(Exception):
@@ -86,19 +94,23 @@ class ApiClient:
                        content_type="application/octet-stream")
         return await self.call("POST", "/files", data=form)
 
-    async def sse(self, path: str, params: dict | None = None) -> AsyncIterator[tuple[str, str]]:
-        """Yield (event, data) pairs of a server-sent event stream."""
-        async with self.session.get(self.base_url + path, params=params) as resp:
+    async def sse(self, path: str, params: dict | None = None, headers: dict | None = None,
+                  timeout: aiohttp.ClientTimeout | None = None) -> AsyncIterator[SseFrame]:
+        """Yield the frames of a server-sent event stream: those with data, and those with only an id."""
+        async with self.session.get(self.base_url + path, params=params, headers=headers,
+                                    timeout=timeout or self.session.timeout) as resp:
             if resp.status >= 400:
                 raise ApiFailure(resp.status, await resp.text())
-            event, data = "message", []
+            frame = SseFrame()
             async for raw in resp.content:
                 line = raw.decode().rstrip("\r\n")
                 if not line:
-                    if data:
-                        yield event, "\n".join(data)
-                    event, data = "message", []
+                    if frame.data or frame.id is not None:
+                        yield frame
+                    frame = SseFrame()
                 elif line.startswith("event:"):
-                    event = line[6:].strip()
+                    frame.event = line[6:].strip()
                 elif line.startswith("data:"):
-                    data.append(line[5:].lstrip())
+                    frame.data = f"{frame.data}\n{line[5:].lstrip()}" if frame.data else line[5:].lstrip()
+                elif line.startswith("id:"):
+                    frame.id = line[3:].strip()

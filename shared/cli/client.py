@@ -1,8 +1,7 @@
-"""The user's CLI: `loraserve lora push|list|show|patch|delete`, `chat`, `events tail`."""
+"""The user's CLI: `loraserve lora push|list|show|patch|delete`, `chat` (`events tail`: shared/cli/events.py)."""
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import json
 import sys
 from pathlib import Path
@@ -43,11 +42,6 @@ def register(sub) -> None:
     chat.add_argument("--temperature", type=float, help="0 for greedy decoding (default: the server's 1.0)")
     chat.add_argument("prompt")
     chat.set_defaults(handler=_run(cmd_chat))
-
-    events = sub.add_parser("events", help="your org's events")
-    tail = _with_conn(events.add_subparsers(dest="events_command", required=True).add_parser("tail"))
-    tail.add_argument("--type", default="*", help="glob over event types, e.g. 'lora.*'")
-    tail.set_defaults(handler=_run(cmd_events_tail))
 
 
 def _with_conn(parser):
@@ -152,9 +146,3 @@ async def cmd_chat(client: ApiClient, args) -> int:
         body["metadata"] = {"lora": args.lora, "completion_window": "priority"}
     completion = await client.call("POST", "/chat/completions", json=body)
     print(completion["choices"][0]["message"]["content"])
-
-
-async def cmd_events_tail(client: ApiClient, args) -> int:
-    async for event_type, data in client.sse("/events"):
-        if fnmatch.fnmatch(event_type, args.type):
-            print(f"{event_type}\t{data}", flush=True)

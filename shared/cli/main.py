@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.cli import admin, client, demo, run, usage
+from shared.cli import admin, client, demo, events, run, usage
 
 
 def parser() -> argparse.ArgumentParser:
@@ -15,6 +15,7 @@ def parser() -> argparse.ArgumentParser:
     client.register(sub)
     demo.register(sub)
     usage.register(sub)
+    events.register(sub)
     return root
 
 

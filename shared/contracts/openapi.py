@@ -89,6 +89,9 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
                "schema": {"type": "string"}} for name in re.findall(r"\{(\w+)\}", op.path)]
     if op.query is not None:
         params += _query_parameters(op.query)
+    if op.path == "/v1/events":
+        params.append({"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+                       "description": "Resume after this event id (what EventSource sends on reconnecting)."})
     if op.path.endswith("/content"):
         params.append({"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
                        "description": "One byte range, `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`."})

@@ -63,6 +63,11 @@ class FileListQuery(ListParams):
 class EventsQuery(BaseModel):
     types: str | None = Field(None, description="Comma-separated globs over the public event types, e.g. "
                                                 "`lora.*,file.created` (at most 16); all types when absent.")
+    after: int | None = Field(None, ge=0, description="Replay the organization's events after this event id (an "
+                                                     "`id:` of this stream; 0: every event still kept), then "
+                                                     "follow new ones. A `Last-Event-ID` header wins over it.")
+    since: float | None = Field(None, ge=0, description="Replay from the first event logged at or after this "
+                                                       "time (unix seconds), then follow new ones.")
 
 
 class FileUploadForm(BaseModel):
@@ -92,8 +97,12 @@ RESPONSES_STREAM = Stream("Responses stream events, `response.created` first and
                           "`response.failed`) last", TYPED_EVENT)
 MESSAGES_STREAM = Stream("Anthropic stream events named on their `event:` line, `message_start` first and "
                          "`message_stop` last; a failure is an `error` event", TYPED_EVENT)
-EVENTS_STREAM = Stream("The org's public events: `id:` the CloudEvent id, `event:` its type, `data:` the "
-                       "CloudEvent; comments as heartbeats", ref_of("CloudEvent"))
+EVENTS_STREAM = Stream("The org's public events from its event log: `id:` the event's id in the log (increasing, "
+                       "for `Last-Event-ID` and `after`), `event:` its type, `data:` the CloudEvent; a first frame "
+                       "with only `id:` (where the stream starts); comments as heartbeats. A start the log cannot "
+                       "serve (`events_expired`, `event_id_unknown`) is one `event: error` frame, an OpenAI "
+                       "error object whose `id:` is where to resume, and the end of the stream",
+                       {"anyOf": [ref_of("CloudEvent"), ref_of("OpenAIError")]})
 
 
 @dataclass(frozen=True)

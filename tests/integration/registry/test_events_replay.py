@@ -43,6 +43,22 @@ async def events(stream: SSE, count: int) -> list[tuple[int, str, dict]]:
     return [(int(f["id"]), f["event"], json.loads(f["data"])) for f in frames]
 
 
+async def wait_logged(stack, org: str, count: int) -> None:
+    """Until the org's log holds `count` events (read through the API, as a client would)."""
+    stream = await connect(stack, org, after="0")
+    await start_id(stream)
+    await events(stream, count)
+    stream.resp.close()
+
+
+async def two_batches(stack, first: int, second: int) -> tuple[float, list[str]]:
+    """`first` events, logged; a moment; `second` more events: (that moment, the second batch's ids)."""
+    await publish_files(stack, first)
+    await wait_logged(stack, "org-a", first)
+    midway = time.time()
+    return midway, await publish_files(stack, second)
+
+
 async def error_and_end(stream: SSE) -> tuple[int, dict]:
     frame = await stream.frame()
     assert frame["event"] == "error"
@@ -103,29 +119,15 @@ async def test_a_replay_keeps_the_type_filter_and_response_outcomes_are_public_e
 
 
 async def test_since_replays_from_a_time(stack):
-    await publish_files(stack, 3)
-    await wait_logged(stack, "org-a", 3)
-    midway = time.time()
-    later = await publish_files(stack, 2)
+    midway, later = await two_batches(stack, 3, 2)
     stream = await connect(stack, since=f"{midway:.6f}")
     assert await start_id(stream) == 3
     assert [(seq, event["id"]) for seq, _, event in await events(stream, 2)] == [(4, later[0]), (5, later[1])]
     stream.resp.close()
 
 
-async def wait_logged(stack, org: str, count: int) -> None:
-    """Until the org's log holds `count` events (read through the API, as a client would)."""
-    stream = await connect(stack, org, after="0")
-    await start_id(stream)
-    await events(stream, count)
-    stream.resp.close()
-
-
 async def test_an_id_past_the_retention_gets_an_error_event_with_where_to_resume(stack):
-    await publish_files(stack, 5)
-    await wait_logged(stack, "org-a", 5)
-    midway = time.time()
-    kept = await publish_files(stack, 3)
+    midway, kept = await two_batches(stack, 5, 3)
     await wait_logged(stack, "org-a", 8)
     event_log = stack.registry.hub.log
     assert await event_log.sweep(now=midway + event_log.retention_seconds) == 5  # events 1-5 expired
