@@ -166,21 +166,24 @@ class EventLog:
                          f"reconnect with the id of this error event to follow new events.")
         oldest = await self.oldest(org_id)
         if (oldest is None and after < newest) or (oldest is not None and after < oldest - 1):
-            kept_from = newest if oldest is None else oldest - 1
-            return Start(kept_from, "events_expired",
-                         f"Events after id {after} are past the retention of {self.retention_seconds} "
-                         f"seconds and some were deleted; reconnect with the id of this error event to "
-                         f"receive every event still kept.")
+            return self._expired(f"Events after id {after}", newest if oldest is None else oldest - 1)
         return Start(after)
 
     async def start_since(self, org_id: str, since: float, now: float | None = None) -> Start:
         """With the first event appended at or after unix time `since`."""
         now = time.time() if now is None else now
         if since < now - self.retention_seconds and await self._has_expired(org_id):
-            return await self.start_after(org_id, 0)
+            oldest = await self.oldest(org_id)
+            kept_from = await self.newest(org_id) if oldest is None else oldest - 1
+            return self._expired(f"Events since {_utc(since).isoformat()}", kept_from)
         first = await self.entries.find_one({"org_id": org_id, "appended_at": {"$gte": _utc(since)}},
                                             {"seq": 1}, sort=[("seq", ASCENDING)])
         return Start(first["seq"] - 1 if first else await self.newest(org_id))
+
+    def _expired(self, which: str, kept_from: int) -> Start:
+        return Start(kept_from, "events_expired",
+                     f"{which} are past the retention of {self.retention_seconds} seconds and some were "
+                     f"deleted; reconnect with the id of this error event to receive every event still kept.")
 
     async def _has_expired(self, org_id: str) -> bool:
         oldest = await self.oldest(org_id)

@@ -146,6 +146,8 @@ async def test_an_id_past_the_retention_gets_an_error_event_with_where_to_resume
     assert await event_log.sweep(now=time.time() + event_log.retention_seconds) == 3
     resume, error = await error_and_end(await connect(stack, after="0"))
     assert (resume, error["code"], error["param"]) == (8, "events_expired", "after")
+    resume, error = await error_and_end(await connect(stack, since="0"))
+    assert (resume, error["code"], error["param"]) == (8, "events_expired", "since")
     stream = await connect(stack, after="8")
     await start_id(stream)
     await publish_files(stack, 1)
