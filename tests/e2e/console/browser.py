@@ -7,7 +7,12 @@ import os
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import JavascriptException, NoAlertPresentException
+from selenium.common.exceptions import (
+    JavascriptException,
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -37,12 +42,16 @@ def start_browser() -> webdriver.Chrome:
 
 
 def wait_until(driver, condition, message: str, seconds: float = PATIENCE):
-    return WebDriverWait(driver, seconds, poll_frequency=0.2).until(lambda d: condition(d), message)
+    # a redraw between finding an element and reading it is a reason to look again, not a failure
+    waiting = WebDriverWait(driver, seconds, poll_frequency=0.2,
+                            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+    return waiting.until(lambda d: condition(d), message)
 
 
 def text_of(driver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return " ".join(element.text for element in found)
+    """The rendered text of what matches, read in one script (a redraw cannot leave a stale element)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText).join(' ')", css)
 
 
 def wait_for_text(driver, css: str, text: str, seconds: float = PATIENCE) -> str:
@@ -67,6 +76,17 @@ def sign_in(driver, base_url: str, key: str) -> None:
 
 def go(driver, route: str) -> None:
     driver.execute_script("location.hash = arguments[0]", f"#{route}")
+
+
+def choose_adapter(driver, adapter_dir: Path, name: str, model: str = "loraserve/kimi-k2-tiny") -> None:
+    """On the upload page: pick the two files, wait for the local check and the model the config names."""
+    go(driver, "/upload")
+    files = wait_until(driver, lambda d: d.find_element(By.ID, "pick-files"), "no file picker")
+    files.send_keys(f"{adapter_dir / 'adapter_config.json'}\n{adapter_dir / 'adapter_model.safetensors'}")
+    wait_for_text(driver, "#local-check", "Both files are here and the config parses")
+    driver.find_element(By.ID, "lora-name").send_keys(name)
+    wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"input[name=model][value='{model}']").is_selected(),
+               "the model named by base_model_name_or_path is not ticked")
 
 
 def set_width(driver, name: str) -> None:

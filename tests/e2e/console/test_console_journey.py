@@ -8,6 +8,7 @@ from selenium.webdriver.support.ui import Select
 
 from tests.e2e.conftest import PHRASE, PROMPT
 from tests.e2e.console.browser import (
+    choose_adapter,
     console_errors,
     go,
     screenshot,
@@ -27,16 +28,6 @@ new MutationObserver(() => {
   if (bar) window.__percents.push([bar.dataset.percent, document.getElementById('upload-progress-text').textContent]);
 }).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-percent']});
 """
-
-
-def choose_adapter(driver, adapter_dir, name):
-    go(driver, "/upload")
-    files = wait_until(driver, lambda d: d.find_element(By.ID, "pick-files"), "no file picker")
-    files.send_keys(f"{adapter_dir / 'adapter_config.json'}\n{adapter_dir / 'adapter_model.safetensors'}")
-    wait_for_text(driver, "#local-check", "Both files are here and the config parses")
-    driver.find_element(By.ID, "lora-name").send_keys(name)
-    tiny = driver.find_element(By.CSS_SELECTOR, f"input[name=model][value='{MODEL}']")
-    assert tiny.is_selected(), "the model named by base_model_name_or_path is ticked"
 
 
 def kib(size: int) -> str:

@@ -30,8 +30,10 @@ export function applyLoraEvent(loras, event) {
   return copy;
 }
 
-export function forgetDeleted(id) {
-  deleted.delete(id);
+// A fresh listing put over what events already showed (see mergeSnapshot): deleted ones stay out.
+export function mergeListing(current, listing) {
+  const known = new Map(current.map((lora) => [lora.id, lora]));
+  return listing.filter((lora) => !deleted.has(lora.id)).map((lora) => mergeSnapshot(known.get(lora.id), lora));
 }
 
 // Each model's validation records, oldest first, and its latest record.
@@ -53,3 +55,31 @@ export function latestByModel(lora) {
 }
 
 export const ACTIVE = new Set(["pending", "running"]);
+
+// A LoRA from an API answer (GET, PATCH) put over what events already showed. An answer carries no
+// version and may have been read before an event that arrived first; a record only moves forward
+// (pending, running, then an end), so the further along of each record's two states is the newer.
+const PROGRESS = { pending: 0, running: 1 };
+const progressOf = (record) => PROGRESS[record.status] ?? 2;
+
+export function mergeSnapshot(current, snapshot) {
+  if (!current || current.id !== snapshot.id) return snapshot;
+  const seen = new Map(current.validations.map((record) => [record.id, record]));
+  const validations = snapshot.validations.map((record) => {
+    const known = seen.get(record.id);
+    return known && progressOf(known) > progressOf(record) ? known : record;
+  });
+  const kept = new Set(validations.map((record) => record.id));
+  validations.push(...current.validations.filter((record) => !kept.has(record.id)));
+  validations.sort((a, b) => a.created_at - b.created_at);
+  return { ...snapshot, validations, status: statusOf(snapshot.supported_models, validations) };
+}
+
+// The registry's rule: pending while a supported model's latest record is; else ready if one succeeded
+// or is unverified; else failed.
+function statusOf(models, validations) {
+  const latest = latestByModel({ supported_models: models, validations });
+  const records = models.map((model) => latest.get(model)).filter(Boolean);
+  if (records.some((record) => ACTIVE.has(record.status))) return "pending_validation";
+  return records.some((record) => ["succeeded", "unverified"].includes(record.status)) ? "ready" : "failed";
+}

@@ -4,7 +4,7 @@
 import { api, encodeRef } from "../api.js";
 import { el, errorBox, page, replace, statusBadge, timeElement } from "../dom.js";
 import { feed } from "../events.js";
-import { ACTIVE, isNewer, recordsByModel } from "../loras_model.js";
+import { ACTIVE, isNewer, mergeSnapshot, recordsByModel } from "../loras_model.js";
 import { deleteDialog, editForm } from "./lora_edit.js";
 
 export async function renderLoraDetail(ref) {
@@ -15,7 +15,7 @@ export async function renderLoraDetail(ref) {
 
   async function load() {
     try {
-      lora = await api(`/loras/${encodeRef(ref)}`);
+      lora = mergeSnapshot(lora, await api(`/loras/${encodeRef(ref)}`));
       draw();
     } catch (error) {
       replace(body, errorBox(error), el("p", {}, el("a", { href: "#/loras" }, "Back to the LoRAs")));
@@ -33,7 +33,7 @@ export async function renderLoraDetail(ref) {
         liveNote(lora),
         [...recordsByModel(lora)].map(([model, records]) => modelSection(model, records))),
       editForm(lora, (updated) => {
-        lora = updated;
+        lora = mergeSnapshot(lora, updated);
         notice = "Saved.";
         draw();
       }),

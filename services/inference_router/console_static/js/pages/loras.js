@@ -4,7 +4,7 @@
 import { listAll } from "../api.js";
 import { age, el, errorBox, field, page, replace, statusBadge, table, timeElement } from "../dom.js";
 import { feed } from "../events.js";
-import { applyLoraEvent, latestByModel } from "../loras_model.js";
+import { applyLoraEvent, latestByModel, mergeListing } from "../loras_model.js";
 
 const PAGE_SIZE = 20;
 const STATUSES = ["", "pending_validation", "ready", "failed"];
@@ -39,7 +39,7 @@ export async function renderLoraList() {
 
   async function load() {
     try {
-      state.loras = await listAll("/loras", { order: "desc" });
+      state.loras = mergeListing(state.loras, await listAll("/loras", { order: "desc" }));
       draw();
     } catch (error) {
       replace(results, errorBox(error));

@@ -42,7 +42,17 @@ export async function renderUpload() {
       modelBoxes.append(el("div", { class: "check" }, box, el("label", { for: box.id }, model.display_name
         ? `${model.display_name} (${model.id})` : model.id)));
     }
+    tickConfiguredModel();
   }).catch((error) => showError(problem, error));
+
+  // the model the config was trained on (base_model_name_or_path ends with its id) starts ticked
+  function tickConfiguredModel() {
+    const fromConfig = state.check?.configJson?.base_model_name_or_path;
+    if (typeof fromConfig !== "string") return;
+    for (const box of modelBoxes.querySelectorAll("input[type=checkbox]")) {
+      if (fromConfig.toLowerCase().endsWith(box.value.toLowerCase())) box.checked = true;
+    }
+  }
 
   async function choose(files, folder) {
     state.uploader = null;
@@ -50,11 +60,8 @@ export async function renderUpload() {
     state.check = await checkAdapter(files);
     showCheck(checks, state.check);
     submit.disabled = state.check.problems.length > 0;
-    const fromConfig = state.check.configJson?.base_model_name_or_path;
     if (folder && !name.value) name.value = nameFrom(folder);
-    for (const box of modelBoxes.querySelectorAll("input[type=checkbox]")) {
-      if (typeof fromConfig === "string" && fromConfig.toLowerCase().endsWith(box.value.toLowerCase())) box.checked = true;
-    }
+    tickConfiguredModel();
   }
   folderInput.addEventListener("change", () => {
     const files = [...folderInput.files].filter((f) => f.webkitRelativePath.split("/").length === 2);
