@@ -32,12 +32,16 @@ export function mainArea() {
   return document.getElementById("main");
 }
 
-// The page's heading takes focus, so a screen reader announces the new page and Tab starts there.
+let firstPage = true;
+
+// On a move to another page its heading takes focus, so a screen reader announces it and Tab goes on
+// from there; the first page of a load leaves focus at the start, where the skip link is.
 export function page(title, ...children) {
   const heading = el("h1", { tabindex: "-1" }, title);
   replace(mainArea(), heading, ...children);
   document.title = `${title} · LoRAServe console`;
-  heading.focus({ preventScroll: true });
+  if (!firstPage) heading.focus({ preventScroll: true });
+  firstPage = false;
   return mainArea();
 }
 
