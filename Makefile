@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VLLM_PY := $${XDG_CACHE_HOME:-$$HOME/.cache}/loraserve/vllm-current/bin/python
 TEST_PATHS := tests/unit tests/integration tests/e2e tests/deploy
 
-.PHONY: setup dev test bench reliability lint demo rabbitmq tools vllm clean
+.PHONY: setup dev test bench reliability lint demo rabbitmq tools vllm clean browser
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ rabbitmq:
 redis:
 	bash deploy/ensure-redis.sh
 
+# Debian's chromium + chromedriver for the console's browser tests (tests/e2e/console)
+browser:
+	bash deploy/ensure-browser.sh
+
 # the vLLM worker's own virtualenv, cached outside the clone (~/.cache/loraserve/vllm-*)
 vllm:
 	bash deploy/ensure-vllm.sh
@@ -35,7 +39,7 @@ vllm:
 dev: setup
 	$(VENV)/bin/loraserve dev
 
-test: setup rabbitmq redis tools vllm
+test: setup rabbitmq redis tools browser vllm
 	$(PY) -m pytest -q $(wildcard $(TEST_PATHS))
 	$(VLLM_PY) -m pytest -q -o addopts= tests/vllm
 

@@ -15,6 +15,8 @@ OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomizatio
 
 # The public routes (DESIGN.md, seed/lora-serving-api.md): path prefix -> service.
 PUBLIC_ROUTES = {
+    "/console": "inference-router",  # the web console (static files; it calls /v1 with the user's key)
+    "/v1/organization": "inference-router",  # the usage API
     "/v1/files": "file-ingest",
     "/v1/uploads": "file-ingest",
     "/v1/loras": "registry",
