@@ -44,7 +44,7 @@ test: setup rabbitmq redis tools browser vllm
 	$(VLLM_PY) -m pytest -q -o addopts= tests/vllm
 
 bench: setup rabbitmq vllm
-	@failed=""; for name in ingest validate router load engine vllm fairness events; do \
+	@failed=""; for name in ingest validate router load engine vllm fairness events adapters; do \
 		echo "== tests/bench/bench_$$name.py"; \
 		timeout --kill-after=30 900 $(PY) -m tests.bench.bench_$$name || failed="$$failed bench_$$name"; \
 	done; \

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,15 +107,19 @@ class Worker:
         with self.residency.holding(adapter_key(ref) if ref is not None else None):
             yield
 
-    def prefetch(self, ref: AdapterRef | None) -> asyncio.Future[PreparedAdapter | None]:
+    def prefetch(self, ref: AdapterRef | None) -> asyncio.Future[PreparedAdapter] | None:
         """Start bringing the job's adapter to CPU memory now (blob -> disk -> CPU), long before its turn."""
-        fetch = asyncio.ensure_future(self.adapter(ref))
+        if ref is None:
+            return None
+        fetch = asyncio.ensure_future(self.adapters.get(ref))
         fetch.add_done_callback(lambda done: done.cancelled() or done.exception())  # the awaiter reports it
         return fetch
 
-    async def fetched(self, fetch: Awaitable[PreparedAdapter | None]) -> PreparedAdapter | None:
+    async def fetched(self, fetch: asyncio.Future[PreparedAdapter] | None) -> PreparedAdapter | None:
         """The prefetched adapter; the time a job still has to wait for it counts as a CPU-tier load wait."""
-        if isinstance(fetch, asyncio.Future) and fetch.done():
+        if fetch is None:
+            return None
+        if fetch.done():
             return fetch.result()
         started = time.perf_counter()
         try:

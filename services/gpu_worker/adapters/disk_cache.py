@@ -25,7 +25,7 @@ class DiskCache:
         self._sizes: OrderedDict[str, int] = OrderedDict()  # file name -> bytes, least recently used first
         self._leases: Counter[str] = Counter()
         self._downloads: dict[str, asyncio.Future[None]] = {}
-        self._scanned = False
+        self._scanned: asyncio.Future[None] | None = None  # one scan, however many leases start at once
 
     @property
     def bytes_used(self) -> int:
@@ -46,8 +46,7 @@ class DiskCache:
             await self._trim()
 
     async def _ensure(self, object_key: str, name: str) -> None:
-        if not self._scanned:
-            await asyncio.to_thread(self._scan)
+        await self._scan_once()
         if name in self._sizes and (self.root / name).exists():
             self._sizes.move_to_end(name)
             self._on_fetch(True, 0.0)
@@ -71,6 +70,12 @@ class DiskCache:
         self._sizes[name] = size
         self._on_fetch(False, time.perf_counter() - started)
 
+    async def _scan_once(self) -> None:
+        # a second scan would delete the partial file of a download the first one let start
+        if self._scanned is None or (self._scanned.done() and self._scanned.exception() is not None):
+            self._scanned = asyncio.ensure_future(asyncio.to_thread(self._scan))
+        await asyncio.shield(self._scanned)
+
     def _scan(self) -> None:
         """Adopt what an earlier run of this worker left (oldest first); drop half-written files."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -80,7 +85,6 @@ class DiskCache:
                 path.unlink(missing_ok=True)
             else:
                 self._sizes[path.name] = path.stat().st_size
-        self._scanned = True
 
     async def _trim(self) -> None:
         victims = []

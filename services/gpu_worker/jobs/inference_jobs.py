@@ -64,7 +64,7 @@ def _past(deadline: datetime | None) -> bool:
     return (deadline if deadline.tzinfo else deadline.replace(tzinfo=UTC)) < datetime.now(UTC)
 
 
-async def _run(worker: Worker, job: GenerateResponse, fetch: asyncio.Future, replies: ReplyStream,
+async def _run(worker: Worker, job: GenerateResponse, fetch: asyncio.Future | None, replies: ReplyStream,
                events: ResponseEvents, retry_on_transient: bool) -> None:
     try:
         prompt = await worker.prompt(job.messages)  # while the adapter loads

@@ -1,6 +1,7 @@
 """Disk and CPU caches: one download per cold adapter however many ask, bounded, refused ones never kept."""
 import asyncio
 import shutil
+import time
 
 import pytest
 
@@ -61,6 +62,34 @@ async def test_concurrent_requests_for_a_cold_adapter_download_it_once(blobs, tm
     assert sorted(blobs.downloads) == ["a/config", "a/weights"]
     await cache.get(ref)
     assert len(blobs.downloads) == 2
+
+
+class SlowStart(DiskCache):
+    """Any start-up scan after the first lags, and downloads linger on their partial files: a second scan then
+    finds a download's partial file and deletes it (as it happened under load)."""
+
+    scans = 0
+
+    def _scan(self):
+        SlowStart.scans += 1
+        if SlowStart.scans > 1:
+            time.sleep(0.05)
+        super()._scan()
+
+
+class LingeringBlobs(CountingBlobs):
+    async def download_to(self, key, path):
+        await super().download_to(key, path)
+        await asyncio.sleep(0.1)
+
+
+async def test_a_fresh_disk_cache_serves_concurrent_downloads_of_different_objects(tmp_path, adapter_dirs):
+    blobs = LingeringBlobs(tmp_path / "blobs")
+    await blobs.start()
+    refs = [await stored_adapter(blobs, adapter_dirs["per_expert"], name) for name in "abcd"]
+    cache = AdapterCache(SlowStart(blobs, tmp_path / "disk", 1 << 30), reader, 1 << 30)
+    loaded = await asyncio.gather(*(cache.get(ref) for ref in refs))
+    assert len({id(weights) for weights in loaded}) == 4 and len(blobs.downloads) == 8
 
 
 async def test_the_disk_cache_keeps_within_its_bound_dropping_the_least_recently_used(blobs, tmp_path, adapter_dirs):

@@ -165,7 +165,7 @@ class SlotLoader:
 
     def _starving(self, request: GenerationRequest) -> bool:
         since = self._cold_since.get(request.request_id)
-        return since is not None and time.monotonic() - since > self.wait_bound
+        return since is not None and time.monotonic() - since >= self.wait_bound
 
     def _maybe_drain(self, request: GenerationRequest) -> None:
         if self.draining is None and self._starving(request):
