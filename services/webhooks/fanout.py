@@ -36,13 +36,15 @@ class Fanout:
             raise DeadLetter(f"{delivery.event.type} event {delivery.event.id}: {exc}") from None
         if event is None:
             return
-        added = []
-        for endpoint in await self.endpoints.subscribed(event.org_id, event.type):
-            stored = await self.deliveries.add(event, endpoint["id"], self.clock(), self.claim_seconds)
-            if stored is not None:
-                added.append(stored)
-        if added:
-            self.hand_over(added)
+        added: list[dict] = []
+        try:
+            for endpoint in await self.endpoints.subscribed(event.org_id, event.type):
+                stored = await self.deliveries.add(event, endpoint["id"], self.clock(), self.claim_seconds)
+                if stored is not None:
+                    added.append(stored)
+        finally:  # what was stored is sent even if a later store failed (the redelivery will not hand it over)
+            if added:
+                self.hand_over(added)
         log.debug("webhooks.fanned_out", event_id=event.id, type=event.type, org=event.org_id,
                   deliveries=len(added))
 
