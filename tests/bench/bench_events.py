@@ -29,6 +29,7 @@ from pathlib import Path
 
 import aio_pika
 import openai
+import pytest
 from aiohttp import web
 
 from services.webhooks import signing
@@ -249,13 +250,7 @@ def report(result: dict) -> None:
           f"{'met' if result['delivery_p50_ms'] < GOAL_P50_MS else 'NOT met'}. {CPU_NOTE}", flush=True)
 
 
-def main() -> None:
-    exit_on_sigterm()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--latency-events", type=int, default=200)
-    parser.add_argument("--replay-events", type=int, default=10_000)
-    args = parser.parse_args()
+def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp, rabbit_vhost() as amqp_url:
         root = Path(tmp)
         keys = {org: make_key(root / "keys.json", org) for org in (ORG, REPLAY_ORG)}
@@ -268,7 +263,27 @@ def main() -> None:
         finally:
             topo.stop_all()
     report(result)
-    emit(result)
+    return result
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--latency-events", type=int, default=200)
+    parser.add_argument("--replay-events", type=int, default=10_000)
+    return parser
+
+
+@pytest.mark.bench
+def test_events_bench():
+    result = run(parser().parse_args(["--events", "200", "--latency-events", "20", "--replay-events", "200"]))
+    assert {"deliveries_per_s", "delivery_p50_ms", "delivery_p99_ms", "replay_events_per_s"} <= result.keys()
+    assert (result["lost"], result["duplicated"], result["replay_lost"], result["replay_duplicated"]) == (0, 0, 0, 0)
+
+
+def main() -> None:
+    exit_on_sigterm()
+    emit(run(parser().parse_args()))
 
 
 if __name__ == "__main__":
