@@ -59,9 +59,9 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _document(org_id: str, event: CloudEvent, seq: int, appended_at: datetime) -> dict:
-    return {"_id": f"{org_id}/{seq}", "org_id": org_id, "seq": seq, "event_id": event.id, "type": event.type,
-            "time": event.time, "appended_at": appended_at, "event": event.model_dump_json(exclude_none=True)}
+def _document(org_id: str, event: CloudEvent, entry: Entry, appended_at: datetime) -> dict:
+    return {"_id": f"{org_id}/{entry.seq}", "org_id": org_id, "seq": entry.seq, "event_id": event.id,
+            "type": entry.type, "time": event.time, "appended_at": appended_at, "event": entry.event}
 
 
 class EventLog:
@@ -81,46 +81,48 @@ class EventLog:
 
     # -- appending ------------------------------------------------------------------------------
     async def append_many(self, items: list[tuple[str, CloudEvent]],
-                          now: float | None = None) -> list[int | None]:
+                          now: float | None = None) -> list[Entry | None]:
         """Append each (org, event) under its org's next number, in order, in one write; per item its
-        number, or None when the event is in the log already."""
+        entry, or None when the event is in the log already."""
         appended_at = _utc(time.time() if now is None else now)
         logged = await self._logged([event.id for _, event in items])
-        numbers: list[int | None] = []
+        entries: list[Entry | None] = []
         documents = []
         for org_id, event in items:
             if event.id in logged:
-                numbers.append(None)
+                entries.append(None)
                 continue
             logged.add(event.id)
-            seq = await self._next_number(org_id)
-            self._numbered[org_id] = seq
-            documents.append(_document(org_id, event, seq, appended_at))
-            numbers.append(seq)
+            body = event.model_dump_json(exclude_none=True)
+            entry = Entry(await self._next_number(org_id), event.type, body)
+            self._numbered[org_id] = entry.seq
+            documents.append(_document(org_id, event, entry, appended_at))
+            entries.append(entry)
         if not documents:
-            return numbers
+            return entries
         try:
             await self.entries.insert_many(documents, ordered=True)
         except (BulkWriteError, DuplicateKeyError):
             # another appender wrote meanwhile: one at a time, each settles its own clash
             self._numbered.clear()
             return [await self.append(org_id, event, now) for org_id, event in items]
-        return numbers
+        return entries
 
-    async def append(self, org_id: str, event: CloudEvent, now: float | None = None) -> int | None:
-        """Append `event` under the org's next number and return it; None when it is in the log already."""
+    async def append(self, org_id: str, event: CloudEvent, now: float | None = None) -> Entry | None:
+        """Append `event` under the org's next number and return its entry; None when it is logged already."""
         appended_at = _utc(time.time() if now is None else now)
+        body = event.model_dump_json(exclude_none=True)
         for _ in range(MAX_NUMBERING_TRIES):
             if await self._logged([event.id]):
                 return None
-            seq = await self._next_number(org_id)
+            entry = Entry(await self._next_number(org_id), event.type, body)
             try:
-                await self.entries.insert_one(_document(org_id, event, seq, appended_at))
+                await self.entries.insert_one(_document(org_id, event, entry, appended_at))
             except DuplicateKeyError:
                 self._numbered.pop(org_id, None)  # another appender took the number (or logged the event)
                 continue
-            self._numbered[org_id] = seq
-            return seq
+            self._numbered[org_id] = entry.seq
+            return entry
         raise NumberingConflict(f"no free number for org {org_id} after {MAX_NUMBERING_TRIES} tries")
 
     async def _logged(self, event_ids: list[str]) -> set[str]:

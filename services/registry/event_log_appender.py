@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pymongo.errors import PyMongoError
 
 from services.registry.context import Registry
-from services.registry.event_log import EventLog
+from services.registry.event_log import Entry, EventLog
 from services.registry.events_hub import STREAMED_TYPES, EventsHub, binding_keys, org_of
 from shared.bus.base import Delivery
 from shared.contracts import topology as t
@@ -42,7 +42,7 @@ class Appender:
     """Handlers (up to the prefetch at a time) queue their events; one task appends what has queued up
     in one write, in arrival order, and each handler returns (acks) once its event is in the log."""
 
-    def __init__(self, event_log: EventLog, on_appended: Callable[[str, int], None]) -> None:
+    def __init__(self, event_log: EventLog, on_appended: Callable[[str, list[Entry]], None]) -> None:
         self.log = event_log
         self.on_appended = on_appended
         self.appended = 0
@@ -89,7 +89,7 @@ class Appender:
         if not batch:
             return
         try:
-            numbers = await self._append(batch)
+            entries = await self._append(batch)
         except asyncio.CancelledError:
             for pending in batch:
                 pending.done.cancel()
@@ -99,22 +99,22 @@ class Appender:
                 if not pending.done.done():
                     pending.done.set_exception(exc)
             return
-        self._settle(batch, numbers)
+        self._settle(batch, entries)
 
-    def _settle(self, batch: list[_Pending], numbers: list[int | None]) -> None:
-        newest: dict[str, int] = {}
-        for pending, seq in zip(batch, numbers, strict=True):
-            if seq is None:
+    def _settle(self, batch: list[_Pending], entries: list[Entry | None]) -> None:
+        by_org: dict[str, list[Entry]] = {}
+        for pending, entry in zip(batch, entries, strict=True):
+            if entry is None:
                 self.duplicates += 1  # an outbox published it again: the log has it once
             else:
                 self.appended += 1
-                newest[pending.org_id] = max(seq, newest.get(pending.org_id, 0))
+                by_org.setdefault(pending.org_id, []).append(entry)
             if not pending.done.done():
                 pending.done.set_result(None)
-        for org_id, seq in newest.items():
-            self.on_appended(org_id, seq)
+        for org_id, appended in by_org.items():
+            self.on_appended(org_id, appended)
 
-    async def _append(self, batch: list[_Pending]) -> list[int | None]:
+    async def _append(self, batch: list[_Pending]) -> list[Entry | None]:
         items = [(p.org_id, p.event) for p in batch]
         for delay in RETRY_DELAYS:
             try:

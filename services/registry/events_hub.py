@@ -1,11 +1,12 @@
-"""What wakes the open `GET /v1/events` streams when their org's event log grows.
+"""What the open `GET /v1/events` streams read, and what wakes them when their org's event log grows.
 
 Streams read their events from the log (`event_log`), never from the bus, so every frame carries
-the log's number and a resumed stream continues exactly where it stopped. The hub only tells
-them when to read: it keeps, per org with open streams, the newest number known to be in the
-log. This instance's appender reports each append at once; another instance's appends are
-noticed by polling that org's newest number, a few times right after the org's event went by
-on the bus (the other appender is about to write it) and every `poll_seconds` in any case.
+the log's number and a resumed stream continues exactly where it stopped. The hub keeps, per org
+with open streams, the newest number known to be in the log, and a tail: the newest entries this
+instance's appender wrote, in memory, so that streams following live read those without a query.
+The appender reports each write at once; another instance's appends are noticed by polling that
+org's newest number, a few times right after the org's event went by on the bus (the other
+appender is about to write it) and every `poll_seconds` in any case.
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import asyncio
 import contextlib
 import fnmatch
 import time
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from itertools import islice
 
 from pymongo.errors import PyMongoError
 
-from services.registry.event_log import EventLog
+from services.registry.event_log import Entry, EventLog
 from shared.bus.base import Delivery
 from shared.contracts import topology as t
 from shared.contracts.messages import PUBLIC_EVENT_TYPES, RESPONSE_OUTCOMES
@@ -31,6 +33,8 @@ STREAMED_TYPES = (*PUBLIC_EVENT_TYPES, *(m.TYPE for m in RESPONSE_OUTCOMES.value
 POLL_SECONDS = 2.0
 NUDGE_DELAYS = (0.02, 0.05, 0.1, 0.25, 0.5)  # polls after an org's event went by on the bus
 LOCAL_APPENDER_SECONDS = 5.0  # appended here this recently: this instance is the active appender
+TAIL_ENTRIES = 256  # per org: a stream further behind reads the log
+TAIL_BYTES = 2 * 1024 * 1024
 
 
 def binding_keys() -> list[str]:
@@ -49,6 +53,29 @@ def matching_types(patterns: list[str]) -> set[str]:
 
 
 @dataclass(eq=False)
+class Tail:
+    """An org's newest entries that this instance appended, numbered without a gap."""
+
+    entries: deque[Entry] = field(default_factory=deque)
+    size: int = 0
+
+    def add(self, entry: Entry) -> None:
+        if self.entries and entry.seq != self.entries[-1].seq + 1:
+            self.entries.clear()  # another appender wrote in between: start again from here
+            self.size = 0
+        self.entries.append(entry)
+        self.size += len(entry.event)
+        while len(self.entries) > 1 and (len(self.entries) > TAIL_ENTRIES or self.size > TAIL_BYTES):
+            self.size -= len(self.entries.popleft().event)
+
+    def after(self, cursor: int, known: int) -> list[Entry] | None:
+        """Every entry after `cursor` when this tail holds them all up to `known`; None when it does not."""
+        if not self.entries or self.entries[0].seq > cursor + 1 or self.entries[-1].seq < known:
+            return None
+        return list(islice(self.entries, max(0, cursor + 1 - self.entries[0].seq), None))
+
+
+@dataclass(eq=False)
 class Stream:
     org_id: str
     types: frozenset[str] | None  # None: every type
@@ -63,6 +90,7 @@ class EventsHub:
         self.closing = False
         self._streams: dict[str, set[Stream]] = defaultdict(set)
         self._known: dict[str, int] = {}  # per org with open streams: the newest number known in the log
+        self._tails: dict[str, Tail] = {}
         self._waiters: dict[str, set[asyncio.Future]] = defaultdict(set)
         self._nudging: dict[str, asyncio.Task] = {}
         self._appended_here_at = 0.0
@@ -83,6 +111,7 @@ class EventsHub:
             if not streams:
                 del self._streams[stream.org_id]
                 self._known.pop(stream.org_id, None)
+                self._tails.pop(stream.org_id, None)
                 nudging = self._nudging.pop(stream.org_id, None)
                 if nudging is not None:
                     nudging.cancel()
@@ -105,6 +134,22 @@ class EventsHub:
         """A number every entry up to which is in the org's log (the log numbers without gaps)."""
         return self._known.get(org_id, 0)
 
+    async def read(self, stream: Stream, limit: int) -> tuple[list[Entry], int]:
+        """Up to `limit` entries after the stream's cursor that it wants, and the number it has seen up to
+        (beyond the last entry when the ones in between were filtered out)."""
+        known = self.known(stream.org_id)  # taken before reading: every entry up to it is in the log by now
+        tail = self._tails.get(stream.org_id)
+        cached = tail.after(stream.cursor, known) if tail is not None else None
+        if cached is None:
+            entries = await self.log.read(stream.org_id, stream.cursor, stream.types, limit)
+            newest = entries[-1].seq if entries else stream.cursor
+        else:
+            entries = [e for e in cached if stream.types is None or e.type in stream.types][:limit]
+            newest = cached[-1].seq if cached else stream.cursor
+        if len(entries) == limit:
+            return entries, entries[-1].seq
+        return entries, max(known, newest)
+
     async def wait(self, stream: Stream, timeout: float) -> None:
         """Until the org's log holds a number above the stream's cursor, the hub closes, or `timeout`."""
         if stream.ended or self.known(stream.org_id) > stream.cursor:
@@ -122,10 +167,14 @@ class EventsHub:
                     del self._waiters[stream.org_id]
 
     # -- what tells the hub the log grew --------------------------------------------------------
-    def appended(self, org_id: str, seq: int) -> None:
-        """This instance's appender wrote entry `seq` of the org."""
+    def appended(self, org_id: str, entries: list[Entry]) -> None:
+        """This instance's appender wrote these entries of the org, in order."""
         self._appended_here_at = time.monotonic()
-        self.advanced(org_id, seq)
+        if org_id in self._streams:
+            tail = self._tails.setdefault(org_id, Tail())
+            for entry in entries:
+                tail.add(entry)
+        self.advanced(org_id, entries[-1].seq)
 
     def advanced(self, org_id: str, seq: int) -> None:
         if org_id in self._streams and seq > self._known.get(org_id, 0):

@@ -161,13 +161,13 @@ async def _follow(hub: EventsHub, stream: Stream, response: web.StreamResponse,
     """Send the log after the stream's cursor, then each new entry as the log grows, until the hub closes."""
     last_write = time.monotonic()
     while not stream.ended:
-        known = hub.known(stream.org_id)  # read before the log: every entry up to it is in the log by now
-        entries = await hub.log.read(stream.org_id, stream.cursor, stream.types, REPLAY_BATCH)
+        entries, seen = await hub.read(stream, REPLAY_BATCH)
         if entries:
             await response.write(frames(entries))
-            stream.cursor, last_write = entries[-1].seq, time.monotonic()
+            last_write = time.monotonic()
+        stream.cursor = max(stream.cursor, seen)
+        if entries:
             continue
-        stream.cursor = max(stream.cursor, known)  # what lies between was filtered out
         idle = time.monotonic() - last_write
         if idle >= heartbeat_seconds:
             await response.write(b": heartbeat\n\n")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.registry.event_log import EventLog
+from services.registry.event_log import Entry, EventLog
 from services.registry.event_log_appender import PREFETCH, Appender
 from shared.bus.inprocess import InProcessBus
 from shared.bus.inprocess_broker import InProcessBroker
@@ -27,14 +27,14 @@ WAIT_SECONDS = 20.0  # a hang guard, never an assertion about speed
 
 @dataclass
 class Instance:
-    """One registry instance's appender, and the newest id per org of each of its writes, in order."""
+    """One registry instance's appender, and the ids it appended per org, in the order it did."""
 
     bus: object
     appender: Appender | None = None
     appended: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
-    def record(self, org_id: str, seq: int) -> None:
-        self.appended[org_id].append(seq)
+    def record(self, org_id: str, entries: list[Entry]) -> None:
+        self.appended[org_id] += [entry.seq for entry in entries]
 
 
 @pytest.fixture(params=["inprocess", "rabbitmq"])
@@ -56,9 +56,29 @@ async def make_bus(request):
             await bus.close()
 
 
-async def start_instance(make_bus, database) -> Instance:
+class FreezingLog(EventLog):
+    """An instance's log whose appends hang once `limit` events are in: the process froze, holding the
+    events it had received unacked, and is about to die."""
+
+    def __init__(self, database, limit: int) -> None:
+        super().__init__(database, unique_event_ids=False)
+        self.limit, self.taken = limit, 0
+        self.frozen, self.thawed = asyncio.Event(), asyncio.Event()
+
+    async def append_many(self, items, now=None):
+        if self.taken + len(items) > self.limit:
+            self.frozen.set()
+            await self.thawed.wait()
+            raise ConnectionError("this instance is gone")
+        self.taken += len(items)
+        return await super().append_many(items, now)
+
+
+async def start_instance(make_bus, database, freeze_after: int | None = None) -> Instance:
     instance = Instance(await make_bus())
-    instance.appender = Appender(EventLog(database, unique_event_ids=False), instance.record)
+    event_log = (EventLog(database, unique_event_ids=False) if freeze_after is None
+                 else FreezingLog(database, freeze_after))
+    instance.appender = Appender(event_log, instance.record)
     await instance.bus.consume(t.EVENT_LOG_QUEUE, instance.appender.handle, prefetch=PREFETCH)
     return instance
 
@@ -93,7 +113,7 @@ def total(instance: Instance) -> int:
 
 async def test_one_appender_at_a_time_and_a_takeover_keeps_ids_whole_and_in_order(make_bus, tmp_path):
     database = DocumentStore(data_dir=tmp_path).database("registry")
-    first = await start_instance(make_bus, database)
+    first = await start_instance(make_bus, database, freeze_after=150)
     second = await start_instance(make_bus, database)
     publisher = await make_bus()
 
@@ -101,12 +121,12 @@ async def test_one_appender_at_a_time_and_a_takeover_keeps_ids_whole_and_in_orde
     await until(lambda: total(first) == 100)
     assert total(second) == 0  # the second instance stands by
 
-    publishing = asyncio.create_task(publish(publisher, 100, 200))
-    await until(lambda: total(first) >= 150)
+    published += await publish(publisher, 100, 200)
+    await asyncio.wait_for(first.appender.log.frozen.wait(), WAIT_SECONDS)
     await first.bus.abort()  # the first instance dies mid-stream, holding unacked events
-    published += await publishing
-    log = EventLog(database)
     await until(lambda: total(first) + total(second) >= 300)
+    first.appender.log.thawed.set()
+    log = EventLog(database)
     entries = await logged(log)
     assert sorted(cloud_id for org in ORGS for _, cloud_id in entries[org]) == sorted(published)  # each once
     for org in ORGS:

@@ -29,7 +29,8 @@ class DroppingProxy:
         self.connections += 1
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.writers |= {client_writer, server_writer}
-        await asyncio.gather(self._copy(client_reader, server_writer), self._copy(server_reader, client_writer))
+        await asyncio.gather(self._copy(client_reader, server_writer),
+                             self._copy(server_reader, client_writer))
 
     async def _copy(self, reader, writer) -> None:
         with contextlib.suppress(ConnectionError):
@@ -50,8 +51,8 @@ class DroppingProxy:
 
 async def tail(stack, base_url: str, *args: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "LORASERVE_API_KEY": stack.keys["org-a"], "LORASERVE_BASE_URL": base_url + "/v1"}
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "shared.cli.main", "events", "tail", *args,
-                                                env=env, stdout=asyncio.subprocess.PIPE,
+    command = [sys.executable, "-m", "shared.cli.main", "events", "tail", *args]
+    return await asyncio.create_subprocess_exec(*command, env=env, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
 
 
