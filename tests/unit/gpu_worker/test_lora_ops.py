@@ -39,7 +39,7 @@ def test_each_token_gets_its_own_entrys_term_and_tokens_without_adapter_nothing(
     base = torch.randn(tokens, OUT, generator=generator)
     plan = plan_forward(slots, steps, {RANK: ENTRY_OF}, torch.device("cpu"))
     y = base.clone()
-    STRATEGIES[strategy](y, x, a_t, bt, plan.buckets[RANK])
+    STRATEGIES[strategy](y.view(len(slots), steps, OUT), x.view(len(slots), steps, IN), a_t, bt, plan.buckets[RANK])
     token_entries = [ENTRY_OF.get(slot, NO_ADAPTER) for slot in slots for _ in range(steps)]
     torch.testing.assert_close(y.double(), expected(base, x, a_t, bt, token_entries), atol=1e-4, rtol=1e-5)
     for n, entry in enumerate(token_entries):

@@ -64,9 +64,10 @@ class KvCache:
         self.keys[layer][index, :, :steps] = keys
         self.values[layer][index, :, :steps] = values
 
-    def write_step(self, layer: int, positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """One new token per packed row 0..n-1 at its own position: keys [n, H, 1, dk]."""
-        rows = torch.arange(keys.shape[0], device=keys.device)
+    def write_step(self, layer: int, rows: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
+                   values: torch.Tensor) -> None:
+        """One new token for each of `rows` (every packed row 0..n-1, any order) at its own position:
+        keys [n, H, 1, dk], row i's at `rows[i]`."""
         self.keys[layer][rows, :, positions] = keys[:, :, 0]
         self.values[layer][rows, :, positions] = values[:, :, 0]
 

@@ -104,9 +104,6 @@ class TargetBank:
         self.dtype, self.device = dtype, device
         self.buckets: dict[int, RankBucket] = {}
 
-    def serves(self, slots: frozenset[int]) -> bool:
-        return any(not slots.isdisjoint(bucket.loaded) for bucket in self.buckets.values())
-
     def stage(self, factors: LoraFactors) -> LoraFactors:
         """The factors on this bank's device and dtype, laid out as the buckets hold them (A and B transposed)."""
         a_t = factors.a.transpose(-1, -2).to(self.device, self.dtype).contiguous()

@@ -1,9 +1,9 @@
 """Multi-LoRA wrappers installed on a transformers DeepseekV3 model's adaptable weights.
 
-Each wrapper computes the base output, then adds every token's own slot's LoRA term (see
+Each wrapper computes the base output, then adds every token's own adapter's LoRA term (see
 lora_ops). The fused routed experts and the router are not Linears, so their forwards are
-written out here (transformers' eager expert loop and top-k routing, with the per-expert and
-router deltas added); PEFT's own mixed batching refuses exactly these.
+written out (here transformers' top-k routing with the router's delta, in lora_experts its eager
+expert loop with the per-expert deltas); PEFT's own mixed batching refuses exactly these.
 """
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.gpu_worker.engines.torch_engine.lora_bank import LoraBank, RankBucket, TargetBank
+from services.gpu_worker.engines.torch_engine.lora_experts import MultiLoraExperts
 from services.gpu_worker.engines.torch_engine.lora_ops import (
     DEFAULT_STRATEGY,
     STRATEGIES,
     BucketPlan,
     ForwardPlan,
     Strategy,
-    add_per_token,
+    add_stacked,
+    entry_order,
     plan_forward,
 )
 from services.gpu_worker.engines.torch_engine.targets import TargetKind
@@ -34,6 +36,18 @@ class LoraContext:
 
     def plan_for(self, slots: list[int], steps: int, device: torch.device) -> ForwardPlan | None:
         return plan_forward(slots, steps, self.bank.entries.entries, device)
+
+    def decode_plan(self, slots: list[int], device: torch.device) -> tuple[list[int] | None, ForwardPlan | None]:
+        """A decode step's plan, and the order to run its rows in (None: as they are) when another order puts
+        more rank buckets' rows in entry order (the stacked strategy then moves no row, for any target)."""
+        plan = self.plan_for(slots, 1, device)
+        if plan is None or self.strategy is not add_stacked or len(plan.buckets) == plan.buckets_in_entry_order():
+            return None, plan
+        order = entry_order(slots, self.bank.entries.entries)
+        if order is None:
+            return None, plan
+        ordered = self.plan_for([slots[row] for row in order], 1, device)
+        return (order, ordered) if ordered.buckets_in_entry_order() > plan.buckets_in_entry_order() else (None, plan)
 
     def terms(self, bank: TargetBank) -> list[tuple[RankBucket, BucketPlan]]:
         """The target's buckets that hold factors of some row of the forward in progress."""
@@ -56,12 +70,17 @@ class MultiLoraLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
         if self.context.plan is not None:
-            _add_terms(self.context, self.bank, y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1]))
+            _add_terms(self.context, self.bank, y, x)
         return y
 
 
 def _add_terms(context: LoraContext, bank: TargetBank, y: torch.Tensor, x: torch.Tensor) -> None:
-    for bucket, bucket_plan in context.terms(bank):
+    """x, y: the runner's `[rows, steps, features]` (other shapes are viewed so)."""
+    terms = context.terms(bank)
+    if terms and x.dim() != 3:
+        plan = context.plan
+        x, y = x.reshape(plan.num_rows, plan.steps, -1), y.view(plan.num_rows, plan.steps, -1)
+    for bucket, bucket_plan in terms:
         context.strategy(y, x, bucket.a_t, bucket.bt, bucket_plan)
 
 
@@ -96,49 +115,6 @@ def _route(router: nn.Module, logits: torch.Tensor) -> tuple[torch.Tensor, torch
     if router.norm_topk_prob:
         weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
     return weights * router.routed_scaling_factor, indices
-
-
-class MultiLoraExperts(nn.Module):
-    """transformers' eager routed-experts loop with each token's per-expert gate_up/down LoRA added."""
-
-    def __init__(self, base: nn.Module, gate_up: TargetBank, down: TargetBank, context: LoraContext):
-        super().__init__()
-        self.base, self.gate_up, self.down, self.context = base, gate_up, down, context
-
-    def forward(self, hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor) -> torch.Tensor:
-        experts = self.base
-        gate_up_terms = self.context.terms(self.gate_up)
-        down_terms = self.context.terms(self.down)
-        final = torch.zeros_like(hidden)
-        expert_mask = F.one_hot(top_k_index, num_classes=experts.num_experts).permute(2, 1, 0)
-        for expert in (expert_mask.sum(dim=(-1, -2)) > 0).nonzero().flatten().tolist():
-            top_k_pos, token_idx = torch.where(expert_mask[expert])
-            x = hidden.index_select(0, token_idx)
-            gate_up = F.linear(x, experts.gate_up_proj[expert])
-            if gate_up_terms:
-                _add_expert_terms(gate_up, x, expert, token_idx, gate_up_terms)
-            gate, up = gate_up.chunk(2, dim=-1)
-            h = experts.act_fn(gate) * up
-            out = F.linear(h, experts.down_proj[expert])
-            if down_terms:
-                _add_expert_terms(out, h, expert, token_idx, down_terms)
-            out = out * top_k_weights[token_idx, top_k_pos, None]
-            final.index_add_(0, token_idx, out.to(final.dtype))
-        return final
-
-
-def _add_expert_terms(y: torch.Tensor, x: torch.Tensor, expert: int, token_idx: torch.Tensor,
-                      terms: list[tuple[RankBucket, BucketPlan]]) -> None:
-    """The tokens routed to one expert are few: each copies its own entry's factors of that expert."""
-    for bucket, bucket_plan in terms:
-        entries = bucket_plan.entry_per_token.index_select(0, token_idx)
-        tokens = None
-        if not bucket_plan.all_tokens:
-            tokens = (entries >= 0).nonzero().squeeze(1)
-            if tokens.numel() == 0:
-                continue
-            entries = entries.index_select(0, tokens)
-        add_per_token(y, x, bucket.a_t[expert], bucket.bt[expert], tokens, entries)
 
 
 def install_multi_lora(model: nn.Module, bank: LoraBank, context: LoraContext) -> None:

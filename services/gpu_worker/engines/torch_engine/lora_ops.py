@@ -1,7 +1,7 @@
 """Adding each token's own adapter's LoRA term to a batched matmul's output (Punica/S-LoRA's idea).
 
 `y[n] += x[n] @ A[e_n]^T @ Bt[e_n]` for every token n whose adapter holds entry e_n of a rank
-bucket; tokens without an adapter get nothing added. A forward's plan is built once (`plan_forward`,
+bucket; tokens without an adapter get nothing added. `x`, `y`: `[rows, steps, features]`. A forward's plan is built once (`plan_forward`,
 from the rows' slots) and serves every target: per bucket, which rows, which entries, and the index
 tensors the strategies need. Factors per bucket: `a_t [C, in, R]`, `bt [C, R, out]` (lora_bank).
 Three ways, all exact, measured in tests/bench/bench_engine.py:
@@ -35,6 +35,7 @@ class StackedLayout:
     first_row: int
     per_entry: int = 1
     positions: torch.Tensor | None = None  # each row's stacked position when per_entry > 1 or holes
+    inverse: torch.Tensor | None = None  # every row of the forward, one an entry: stacked index of each row
     grouped: bool = False  # too uneven to stack: one matmul pair per entry
 
 
@@ -98,10 +99,17 @@ class BucketPlan:
         for i in order:
             k = seen[entries[i]] = seen.get(entries[i], -1) + 1
             positions.append(local[entries[i]] * per_entry + k)
-        ordered_rows = torch.tensor([rows[i] for i in order], device=self.device)
-        dense = positions == list(range(count * per_entry))
-        return StackedLayout(first, count, used_index, ordered_rows, 0, per_entry,
-                             None if dense else torch.tensor(positions, device=self.device))
+        ordered = [rows[i] for i in order]
+        if positions != list(range(count * per_entry)):
+            return StackedLayout(first, count, used_index, self._tensor(ordered), 0, per_entry,
+                                 self._tensor(positions))
+        inverse = None
+        if per_entry == 1 and len(rows) == self.num_rows:
+            inverse = self._tensor(sorted(range(len(ordered)), key=ordered.__getitem__))
+        return StackedLayout(first, count, used_index, self._tensor(ordered), 0, per_entry, inverse=inverse)
+
+    def _tensor(self, values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, device=self.device)
 
 
 def _tokens(rows: list[int], steps: int, device: torch.device) -> torch.Tensor:
@@ -112,9 +120,29 @@ def _tokens(rows: list[int], steps: int, device: torch.device) -> torch.Tensor:
 class ForwardPlan:
     """Which adapter entries one forward's rows use, per rank bucket."""
 
-    def __init__(self, buckets: dict[int, BucketPlan]):
-        self.buckets = buckets
+    def __init__(self, buckets: dict[int, BucketPlan], num_rows: int, steps: int):
+        self.buckets, self.num_rows, self.steps = buckets, num_rows, steps
         self.slots = frozenset().union(*(b.slots for b in buckets.values()))
+
+    def buckets_in_entry_order(self) -> int:
+        """How many buckets the stacked strategy adds in place, nothing gathered or scattered."""
+        return sum(1 for b in self.buckets.values() if b.stacked.rows is None and not b.stacked.grouped)
+
+
+def entry_order(slots: list[int], entries: dict[int, dict[int, int]]) -> list[int] | None:
+    """An order to run the rows in that puts each bucket's rows together in entry order (by the smallest
+    bucket a row's adapter holds an entry of; rows without an adapter last); None: the order they have."""
+    ranks = sorted(entries)
+
+    def place(row: int) -> tuple[int, int, int]:
+        for rank in ranks:
+            entry = entries[rank].get(slots[row])
+            if entry is not None:
+                return 0, rank, entry
+        return 1, 0, 0
+
+    order = sorted(range(len(slots)), key=place)
+    return None if order == list(range(len(slots))) else order
 
 
 def plan_forward(slots: list[int], steps: int, entries: dict[int, dict[int, int]],
@@ -126,7 +154,7 @@ def plan_forward(slots: list[int], steps: int, entries: dict[int, dict[int, int]
         if rows:
             buckets[rank] = BucketPlan(rank, rows, [entry_of[slots[r]] for r in rows],
                                        frozenset(slots[r] for r in rows), len(slots), steps, device)
-    return ForwardPlan(buckets) if buckets else None
+    return ForwardPlan(buckets, len(slots), steps) if buckets else None
 
 
 def add_stacked(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.Tensor, plan: BucketPlan) -> None:
@@ -134,16 +162,17 @@ def add_stacked(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.T
     if layout.grouped:
         add_grouped(y, x, a_t, bt, plan)
         return
-    if layout.used is None:
-        a_t, bt = a_t[layout.first: layout.first + layout.count], bt[layout.first: layout.first + layout.count]
-    else:
+    if layout.used is not None:
         a_t, bt = a_t.index_select(0, layout.used), bt.index_select(0, layout.used)
-    x3, y3 = x.reshape(plan.num_rows, plan.steps, -1), y.view(plan.num_rows, plan.steps, -1)
+    elif layout.first or layout.count != a_t.shape[0]:
+        a_t, bt = a_t[layout.first: layout.first + layout.count], bt[layout.first: layout.first + layout.count]
     if layout.rows is None:  # rows first_row.. hold entries first.. in order: everything in place
-        rows = slice(layout.first_row, layout.first_row + layout.count)
-        y3[rows].baddbmm_(torch.bmm(x3[rows], a_t), bt)
+        if layout.count != plan.num_rows:
+            rows = slice(layout.first_row, layout.first_row + layout.count)
+            x, y = x[rows], y[rows]
+        y.baddbmm_(torch.bmm(x, a_t), bt)
         return
-    inputs = x3.index_select(0, layout.rows)
+    inputs = x.index_select(0, layout.rows)
     if layout.positions is not None:  # holes or several rows an entry: zero-padded
         padded = inputs.new_zeros(layout.count * layout.per_entry, plan.steps, inputs.shape[-1])
         inputs = padded.index_copy_(0, layout.positions, inputs)
@@ -151,16 +180,20 @@ def add_stacked(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.T
     out = torch.bmm(torch.bmm(stacked, a_t), bt).view(layout.count * layout.per_entry, plan.steps, -1)
     if layout.positions is not None:
         out = out.index_select(0, layout.positions)
-    y3.index_add_(0, layout.rows, out)
+    if layout.inverse is not None:  # every row, each its own entry: a gather is cheaper than a scatter-add
+        y.add_(out.index_select(0, layout.inverse))
+    else:
+        y.index_add_(0, layout.rows, out)
 
 
 def add_gathered(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.Tensor, plan: BucketPlan) -> None:
-    add_per_token(y, x, a_t, bt, None if plan.all_tokens else plan.token_rows, plan.token_entries)
+    add_per_token(y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1]), a_t, bt,
+                  None if plan.all_tokens else plan.token_rows, plan.token_entries)
 
 
 def add_per_token(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.Tensor,
                   tokens: torch.Tensor | None, entries: torch.Tensor) -> None:
-    """`tokens` (None: all, in order) each with its own entry's factors, copied out."""
+    """`tokens` (None: all, in order) each with its own entry's factors, copied out. y, x: [tokens, features]."""
     inputs = x if tokens is None else x.index_select(0, tokens)
     shrunk = torch.bmm(inputs.unsqueeze(1), a_t.index_select(0, entries))
     out = torch.bmm(shrunk, bt.index_select(0, entries)).squeeze(1)
@@ -171,6 +204,7 @@ def add_per_token(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch
 
 
 def add_grouped(y: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor, bt: torch.Tensor, plan: BucketPlan) -> None:
+    y, x = y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
     for entry, tokens in plan.groups:
         y.index_add_(0, tokens, (x.index_select(0, tokens) @ a_t[entry]) @ bt[entry])
 

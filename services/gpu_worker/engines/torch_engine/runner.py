@@ -14,6 +14,7 @@ from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_deepseek
 
 from services.gpu_worker.engines.torch_engine.kv_cache import CacheShape, KvCache
 from services.gpu_worker.engines.torch_engine.lora_modules import LoraContext
+from services.gpu_worker.engines.torch_engine.lora_ops import ForwardPlan
 
 
 @dataclass
@@ -21,9 +22,11 @@ class _Attend:
     """How this forward's attention reads and writes the cache."""
 
     prefill_rows: list[int] | None  # prefill: rows being filled; decode: None
-    mask: torch.Tensor  # bool, broadcast to [n, 1, T_query, T_key]
+    mask: torch.Tensor  # bool, broadcast to [n, 1, T_query, T_key], in cache row order
     positions: torch.Tensor  # [n, T]
     key_len: int = 0  # decode: keys to read per row
+    rows: torch.Tensor | None = None  # decode: the cache row of each row of the forward
+    back: torch.Tensor | None = None  # decode, rows run out of cache order: each cache row's place in the forward
 
 
 class ModelRunner:
@@ -57,7 +60,7 @@ class ModelRunner:
         causal = span[None, :] <= span[:, None]
         mask = (causal[None] & (span[None, None, :] < lengths[:, None, None])).unsqueeze(1)
         attend = _Attend(rows, mask, span.expand(len(prompts), steps))
-        hidden = self._forward(ids, slots, attend)
+        hidden = self._forward(ids, self.context.plan_for(slots, steps, self.device), attend)
         self.cache.advance(rows, lengths.tolist())
         if all_logits:
             return rows, self.model.lm_head(hidden).float()
@@ -66,18 +69,30 @@ class ModelRunner:
 
     @torch.inference_mode()
     def decode(self, tokens: list[int], slots: list[int]) -> torch.Tensor:
-        """One token for every row in use (rows 0..n-1, in order); returns logits [n, V]."""
+        """One token for every row in use (rows 0..n-1, in order); returns logits [n, V].
+
+        The forward may run the rows in another order, the one that puts every rank bucket's rows in entry
+        order (LoraContext.decode_plan): then every adapted weight adds its terms in place, and only
+        attention's query and output change order, twice a layer."""
         count = len(tokens)
         if count != self.cache.rows_in_use:
             raise ValueError("decode needs one token per row in use")
-        positions = torch.tensor(self.cache.lengths, device=self.device)
-        key_len = int(positions.max()) + 1
-        mask = (torch.arange(key_len, device=self.device)[None, :] <= positions[:, None])[:, None, None, :]
-        ids = torch.tensor(tokens, device=self.device).unsqueeze(1)
-        attend = _Attend(None, mask, positions.unsqueeze(1), key_len)
-        hidden = self._forward(ids, slots, attend)
+        order, plan = self.context.decode_plan(slots, self.device)
+        run = range(count) if order is None else order
+        lengths = self.cache.lengths
+        key_len = max(lengths) + 1
+        mask = (torch.arange(key_len, device=self.device)[None, :]
+                <= torch.tensor(lengths, device=self.device)[:, None])[:, None, None, :]
+        positions = torch.tensor([lengths[row] for row in run], device=self.device)
+        ids = torch.tensor([tokens[row] for row in run], device=self.device).unsqueeze(1)
+        back = None if order is None else torch.tensor(sorted(range(count), key=order.__getitem__),
+                                                       device=self.device)
+        attend = _Attend(None, mask, positions.unsqueeze(1), key_len, torch.tensor(run, device=self.device), back)
+        hidden = self._forward(ids, plan, attend)[:, -1]
         self.cache.advance(list(range(count)), [1] * count)
-        return self.model.lm_head(hidden[:, -1]).float()
+        if back is not None:
+            hidden = hidden.index_select(0, back)
+        return self.model.lm_head(hidden).float()
 
     def release(self, row: int) -> int | None:
         return self.cache.release(row)
@@ -86,9 +101,9 @@ class ModelRunner:
         return self.max_len - self.cache.lengths[row]
 
     # -- forward ----------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, slots: list[int], attend: _Attend) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, plan: ForwardPlan | None, attend: _Attend) -> torch.Tensor:
         inner = self.model.model
-        self.context.plan = self.context.plan_for(slots, ids.shape[1], self.device)
+        self.context.plan = plan
         try:
             hidden = inner.embed_tokens(ids)
             cos, sin = inner.rotary_emb(hidden, attend.positions)
@@ -121,7 +136,11 @@ class ModelRunner:
         if attend.prefill_rows is not None:
             self.cache.write_prefill(layer, attend.prefill_rows, keys, values)
         else:
-            self.cache.write_step(layer, attend.positions[:, 0], keys, values)
+            self.cache.write_step(layer, attend.rows, attend.positions[:, 0], keys, values)
             keys, values = self.cache.read(layer, batch, attend.key_len)
+            if attend.back is not None:
+                query = query.index_select(0, attend.back)
         out = F.scaled_dot_product_attention(query, keys, values, attn_mask=attend.mask, scale=attn.scaling)
+        if attend.back is not None:
+            out = out.index_select(0, attend.rows)
         return attn.o_proj(out.transpose(1, 2).reshape(batch, steps, self.heads * self.value_dim))
