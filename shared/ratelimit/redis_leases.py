@@ -4,11 +4,10 @@ expired leases, so a crashed holder's leases vanish within their TTL without any
 Both keys of a pool expire with its last lease, so idle orgs leave nothing behind."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from shared.ratelimit.leases import LeaseDecision, Pool
-from shared.ratelimit.limits import LimiterUnavailable
+from shared.ratelimit.redis_scripts import TIMEOUT_SECONDS, RedisScripts
 
 PRUNE = """
 local function now_ms()
@@ -70,41 +69,28 @@ for i = 1, #KEYS do
 end
 return 0
 """
-TIMEOUT_SECONDS = 0.5
 
 
 class RedisLeases:
     def __init__(self, url: str, prefix: str = "loraserve:lease:", timeout: float = TIMEOUT_SECONDS,
                  password: str | None = None):
-        import redis.asyncio as aioredis  # imported here: processes without a Redis URL never need it
-
-        # connects on first use, never at construction (see RedisLimiter for the password)
-        self._redis = aioredis.Redis.from_url(url, password=password or None, socket_connect_timeout=timeout,
-                                              socket_timeout=timeout)
-        self._prefix, self._timeout = prefix, timeout
-        self._acquire = self._redis.register_script(ACQUIRE)
-        self._renew = self._redis.register_script(RENEW)
-        self._release = self._redis.register_script(RELEASE)
-
-    async def _run(self, script, keys: Sequence[str], args: list):
-        from redis.exceptions import RedisError
-        try:
-            return await asyncio.wait_for(script(keys=[self._prefix + k for k in keys], args=args), self._timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise LimiterUnavailable(f"Redis did not answer: {exc}") from exc
+        self._scripts = RedisScripts(url, prefix, timeout, password)
+        self._acquire = self._scripts.register(ACQUIRE)
+        self._renew = self._scripts.register(RENEW)
+        self._release = self._scripts.register(RELEASE)
 
     async def acquire(self, pools: Sequence[Pool], lease_id: str, ttl: float) -> LeaseDecision:
         args: list = [max(1, int(ttl * 1000)), lease_id]
         for pool in pools:
             args += [pool.limit, pool.weight]
-        reply = await self._run(self._acquire, [p.key for p in pools], args)
+        reply = await self._scripts.run(self._acquire, [p.key for p in pools], args)
         return LeaseDecision(granted=bool(int(reply[0])), used=tuple(int(u) for u in reply[1:]), pools=tuple(pools))
 
     async def renew(self, keys: Sequence[str], lease_id: str, ttl: float) -> int:
-        return int(await self._run(self._renew, keys, [max(1, int(ttl * 1000)), lease_id]))
+        return int(await self._scripts.run(self._renew, keys, [max(1, int(ttl * 1000)), lease_id]))
 
     async def release(self, keys: Sequence[str], lease_id: str) -> None:
-        await self._run(self._release, keys, [lease_id])
+        await self._scripts.run(self._release, keys, [lease_id])
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._scripts.close()

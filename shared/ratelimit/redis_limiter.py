@@ -3,10 +3,10 @@ limits, so two replicas cannot both take the last unit of a window (Redis runs a
 The window is the counter key's TTL, set by the first count: replicas' clocks do not matter."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
-from shared.ratelimit.limits import Decision, Limit, LimiterUnavailable, LimitState
+from shared.ratelimit.limits import Decision, Limit, LimitState
+from shared.ratelimit.redis_scripts import TIMEOUT_SECONDS, RedisScripts
 
 # KEYS: counters. ARGV[1]: window in ms; then limit and cost per key. Returns allowed, then used and
 # milliseconds left per key.
@@ -40,35 +40,21 @@ if redis.call('PTTL', KEYS[1]) > 0 then
 end
 return 0
 """
-TIMEOUT_SECONDS = 0.5
 
 
 class RedisLimiter:
     def __init__(self, url: str, prefix: str = "loraserve:rl:", timeout: float = TIMEOUT_SECONDS,
                  password: str | None = None):
-        import redis.asyncio as aioredis  # imported here: processes without a Redis URL never need it
-
-        # the client connects on first use, never at construction. The password is apart from the URL so it can
-        # come from its own Secret unescaped; a password written in the URL wins over it
-        self._redis = aioredis.Redis.from_url(url, password=password or None, socket_connect_timeout=timeout,
-                                              socket_timeout=timeout)
-        self._prefix, self._timeout = prefix, timeout
-        self._acquire = self._redis.register_script(ACQUIRE)
-        self._settle = self._redis.register_script(SETTLE)
-
-    async def _run(self, script, keys: list[str], args: list) -> list:
-        from redis.exceptions import RedisError
-        try:
-            return await asyncio.wait_for(script(keys=keys, args=args), self._timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise LimiterUnavailable(f"Redis did not answer: {exc}") from exc
+        self._scripts = RedisScripts(url, prefix, timeout, password)
+        self._acquire = self._scripts.register(ACQUIRE)
+        self._settle = self._scripts.register(SETTLE)
 
     async def acquire(self, limits: Sequence[Limit], window_seconds: float) -> Decision:
         window_ms = max(1, int(window_seconds * 1000))
         args: list = [window_ms]
         for limit in limits:
             args += [limit.limit, limit.cost]
-        reply = await self._run(self._acquire, [self._prefix + limit.key for limit in limits], args)
+        reply = await self._scripts.run(self._acquire, [limit.key for limit in limits], args)
         allowed = bool(int(reply[0]))
         states = tuple(LimitState(limit=limit, used=int(reply[1 + 2 * i]), reset_seconds=int(reply[2 + 2 * i]) / 1000,
                                   counted=allowed) for i, limit in enumerate(limits))
@@ -76,7 +62,7 @@ class RedisLimiter:
 
     async def settle(self, key: str, delta: int) -> None:
         if delta:
-            await self._run(self._settle, [self._prefix + key], [delta])
+            await self._scripts.run(self._settle, [key], [delta])
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._scripts.close()
