@@ -68,7 +68,16 @@ class TorchEngine:
         weights = load_adapter(config_path, weights_path, self.host.targets, self.host.key_prefixes,
                                self.entry.max_rank, max_bytes)
         check_applied(weights, self.capabilities)
-        return weights
+        return self._laid_out(weights)
+
+    def _laid_out(self, weights: AdapterWeights) -> AdapterWeights:
+        """On a CPU, the factors as the bank holds them (the transposes done here, on the CPU tier's loader
+        thread, once per CPU load), so staging each slot load finds nothing left to do but the copy in.
+        On a GPU the CPU tier keeps the plain factors: staging there is the side stream's copy anyway."""
+        bank = self.host.engine.bank
+        if any(target.device.type != "cpu" for target in bank.targets.values()):
+            return weights
+        return AdapterWeights(bank.stage(weights).factors)
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[RequestUpdate]:
         return self.loop.generate(request)
