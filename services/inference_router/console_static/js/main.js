@@ -105,5 +105,11 @@ onUnauthorized((error) => {
   renderLogin(() => route(), error);
 });
 window.addEventListener("hashchange", route);
+// a page kept in the back/forward cache must not hold its stream open: over HTTP/1.1 a browser has six
+// connections per host, and a few hidden streams would leave none for the API calls of the open tab
+window.addEventListener("pagehide", () => feed.stop());
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted && apiKey.get()) feed.start();
+});
 showLiveState();
 route();
