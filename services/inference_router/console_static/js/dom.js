@@ -58,6 +58,19 @@ export function showError(box, error) {
   return box;
 }
 
+// Runs an API action with its button disabled meanwhile; an error shows as the API's message in `problem`.
+export async function whileBusy(button, problem, action) {
+  button.disabled = true;
+  problem.hidden = true;
+  try {
+    await action();
+  } catch (error) {
+    showError(problem, error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 export function statusBadge(status) {
   return el("span", { class: `badge badge-${String(status).replace(/[^a-z_]/g, "")}` }, status);
 }

@@ -2,7 +2,7 @@
 // record), and DELETE it after a confirmation.
 
 import { api, encodeRef, models } from "../api.js";
-import { el, field, showError } from "../dom.js";
+import { el, field, showError, whileBusy } from "../dom.js";
 
 export function editForm(lora, onSaved) {
   const displayName = el("input", { type: "text", value: lora.display_name || "", maxlength: "256" });
@@ -27,16 +27,9 @@ export function editForm(lora, onSaved) {
     event.preventDefault();
     const patch = { display_name: displayName.value, description: description.value };
     if (addModel.value) patch.supported_models = [...lora.supported_models, addModel.value];
-    button.disabled = true;
-    problem.hidden = true;
-    try {
-      const updated = await api(`/loras/${encodeRef(lora.id)}`, { method: "PATCH", json: patch });
-      onSaved(updated);
-    } catch (error) {
-      showError(problem, error);
-    } finally {
-      button.disabled = false;
-    }
+    await whileBusy(button, problem, async () => {
+      onSaved(await api(`/loras/${encodeRef(lora.id)}`, { method: "PATCH", json: patch }));
+    });
   });
   return form;
 }
@@ -51,18 +44,11 @@ export function deleteDialog(lora) {
       "Requests naming it will be refused from now on. Its two files are kept (delete them on the Files page)."),
     problem, el("div", { class: "actions" }, cancel, confirm));
   cancel.addEventListener("click", () => dialog.close());
-  confirm.addEventListener("click", async () => {
-    confirm.disabled = true;
-    try {
-      await api(`/loras/${encodeRef(lora.id)}`, { method: "DELETE" });
-      dialog.close();
-      location.hash = "#/loras";
-    } catch (error) {
-      showError(problem, error);
-    } finally {
-      confirm.disabled = false;
-    }
-  });
+  confirm.addEventListener("click", () => whileBusy(confirm, problem, async () => {
+    await api(`/loras/${encodeRef(lora.id)}`, { method: "DELETE" });
+    dialog.close();
+    location.hash = "#/loras";
+  }));
   const open = el("button", { type: "button", class: "danger", onclick: () => dialog.showModal() }, "Delete…");
   return el("section", { class: "card", "aria-labelledby": "danger-h" },
     el("h2", { id: "danger-h" }, "Delete"), open, dialog);

@@ -1,7 +1,7 @@
 // One webhook endpoint's card: its state and the actions on it, and its delivery log on demand.
 
 import { api, query } from "../api.js";
-import { el, field, replace, showError, statusBadge, table, timeElement } from "../dom.js";
+import { el, field, replace, statusBadge, table, timeElement, whileBusy } from "../dom.js";
 
 export function endpointCard(endpoint, types, { reload, showSecret }) {
   const path = `/webhook_endpoints/${encodeURIComponent(endpoint.id)}`;
@@ -10,17 +10,7 @@ export function endpointCard(endpoint, types, { reload, showSecret }) {
   const deliveries = el("div");
   const act = (label, action, cls = "secondary small") => {
     const button = el("button", { type: "button", class: cls }, label);
-    button.addEventListener("click", async () => {
-      button.disabled = true;
-      problem.hidden = true;
-      try {
-        await action();
-      } catch (error) {
-        showError(problem, error);
-      } finally {
-        button.disabled = false;
-      }
-    });
+    button.addEventListener("click", () => whileBusy(button, problem, action));
     return button;
   };
   const testType = el("select", {}, types.data.map((type) => el("option", { value: type }, type)));
@@ -46,7 +36,7 @@ export function endpointCard(endpoint, types, { reload, showSecret }) {
         result.textContent = `The receiver answered ${answer.status_code}.`;
       }),
       act("Deliveries", async () => replace(deliveries, await deliveryLog(path))),
-      act("Delete", async (event) => {
+      act("Delete", async () => {
         if (!armed) {
           armed = true;
           result.textContent = "Press Delete again to delete this endpoint.";

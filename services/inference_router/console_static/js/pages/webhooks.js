@@ -2,7 +2,7 @@
 // once), and per endpoint enable/disable, rotate the secret, send a test event, see deliveries, delete.
 
 import { api, listAll } from "../api.js";
-import { el, errorBox, field, page, replace, showError } from "../dom.js";
+import { el, errorBox, field, page, replace, whileBusy } from "../dom.js";
 import { endpointCard } from "./webhook_endpoint.js";
 
 export async function renderWebhooks() {
@@ -51,17 +51,12 @@ function createForm(types, onCreated) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const eventTypes = [...boxes.querySelectorAll("input:checked")].map((box) => box.value);
-    button.disabled = true;
-    problem.hidden = true;
-    try {
-      const endpoint = await api("/webhook_endpoints", { method: "POST", json: { name: name.value, url: url.value, event_types: eventTypes } });
+    await whileBusy(button, problem, async () => {
+      const json = { name: name.value, url: url.value, event_types: eventTypes };
+      const endpoint = await api("/webhook_endpoints", { method: "POST", json });
       form.reset();
       onCreated(endpoint);
-    } catch (error) {
-      showError(problem, error);
-    } finally {
-      button.disabled = false;
-    }
+    });
   });
   return form;
 }
