@@ -1,15 +1,17 @@
 """Adding each token's own adapter's LoRA term to a batched matmul's output (Punica/S-LoRA's idea).
 
 `y[n] += x[n] @ A[e_n]^T @ Bt[e_n]` for every token n whose adapter holds entry e_n of a rank
-bucket; tokens without an adapter get nothing added. `x`, `y`: `[rows, steps, features]`. A forward's plan is built once (`plan_forward`,
-from the rows' slots) and serves every target: per bucket, which rows, which entries, and the index
-tensors the strategies need. Factors per bucket: `a_t [C, in, R]`, `bt [C, R, out]` (lora_bank).
-Three ways, all exact, measured in tests/bench/bench_engine.py:
+bucket; tokens without an adapter get nothing added (`x`, `y`: `[rows, steps, features]`). A
+forward's plan is built once (`plan_forward`, from the rows' slots) and serves every target: per
+bucket, which rows, which entries, and the index tensors the strategies need. Factors per bucket:
+`a_t [C, in, R]`, `bt [C, R, out]` (lora_bank). Three ways, all exact, measured in
+tests/bench/bench_engine.py:
 
 - stacked (the worker's): batched matmuls over the bucket's factors as they lie, one matrix per
-  entry, with the rows' inputs brought into entry order (nothing to move when rows already are in
-  entry order, the usual case) and the results added back; no factor is copied. Entries no row uses
-  inside the span are read (bounded: a sparse span copies the used entries instead).
+  entry: rows in entry order (a decode step runs its rows so, see `entry_order`) add their terms
+  in place; otherwise the rows' inputs are brought into entry order and the results added back.
+  No factor is copied; entries no row uses inside the span are read (bounded: a sparse span
+  copies the used entries instead).
 - gathered: copy each token's entry's factors (`a_t[e_n]`) and run two batched matmuls.
 - grouped: one pair of small matmuls per distinct entry in the batch.
 """
