@@ -16,7 +16,8 @@ from tests.e2e.console.browser import (
     wait_for_text,
     wait_until,
 )
-from tests.e2e.console.platform import MODEL, call
+from tests.e2e.console.dropper import DroppingProxy
+from tests.e2e.console.platform import MODEL, call, create_lora
 from tests.integration.fuzz.server import KEYS
 
 KIMI = "moonshotai/Kimi-K2.6"
@@ -132,3 +133,22 @@ def test_an_upload_resumes_after_a_network_error(browser, dev, trained_adapter):
     names = {f["id"]: f["filename"] for f in files["data"]}
     assert names[lora["config_file_id"]] == "adapter_config.json"
     assert names[lora["weights_file_id"]] == "adapter_model.safetensors"
+
+
+def test_the_event_feed_resumes_after_a_drop_and_loses_nothing(browser, dev, trained_adapter):
+    proxy = DroppingProxy(dev.port)
+    try:
+        sign_in(browser, proxy.url, KEYS["fuzz"])
+        go(browser, "/events")
+        wait_for_text(browser, "main", "Connected")
+        proxy.go_down()
+        wait_for_text(browser, "#live", "Reconnecting")
+        create_lora(dev, trained_adapter, "console-while-offline")  # its events happen while the tab is cut off
+        proxy.come_back()
+        # the Events page shows only what the stream delivers: these came from the replay after Last-Event-ID
+        wait_for_text(browser, "#events-list", "console-while-offline")
+        types = [item.get_attribute("data-type") for item in browser.find_elements(By.CSS_SELECTOR, "#events-list .event")]
+        assert "lora.created" in types and "file.created" in types
+        wait_for_text(browser, "#live", "Live")
+    finally:
+        proxy.close()

@@ -26,7 +26,7 @@ export function applyLoraEvent(loras, event) {
   const index = loras.findIndex((item) => item.id === lora.id);
   if (index < 0) return [lora, ...rest];
   const copy = loras.slice();
-  copy[index] = lora;
+  copy[index] = mergeSnapshot(loras[index], lora);
   return copy;
 }
 

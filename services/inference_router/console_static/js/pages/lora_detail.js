@@ -53,7 +53,7 @@ export async function renderLoraDetail(ref) {
       lora = null;
       return;
     }
-    lora = changed;
+    lora = mergeSnapshot(lora, changed); // an event published before our last GET may arrive after it
     draw();
   });
   await load();
