@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
 from tests.e2e.console.browser import (
     WIDTHS,
@@ -101,3 +102,14 @@ def test_a_webhook_endpoint_is_added_and_its_secret_shown_once(browser, dev):
     browser.refresh()
     wait_for_text(browser, "#webhook-list", "from the console")
     assert secret not in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_usage_groups_the_orgs_tokens_by_lora_name(browser, dev, shown):
+    sign_in(browser, dev.url, KEYS["fuzz"])
+    go(browser, "/loras/pages-ready")
+    wait_for_text(browser, "main", "succeeded")  # its validation request is billed to the org
+    go(browser, "/usage")
+    wait_for_text(browser, "#usage-totals", "Requests")
+    Select(browser.find_element(By.ID, "usage-group")).select_by_value("lora_id")
+    browser.find_element(By.XPATH, "//button[text()='Show']").click()
+    wait_for_text(browser, "#usage-results table", "pages-ready")

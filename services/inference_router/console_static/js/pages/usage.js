@@ -29,9 +29,12 @@ export async function renderUsage() {
     replace(results, el("p", {}, "Loading…"));
     const chosen = RANGES[range.value];
     const end = Math.floor(Date.now() / 1000) + 1;
+    // buckets on whole hours or days (UTC), the last one holding now
+    const width = chosen.bucket === "1h" ? 3600 : 86400;
+    const start = Math.floor(end / width) * width - (Math.round(chosen.seconds / width) - 1) * width;
     try {
       const [buckets, names] = await Promise.all([
-        allBuckets({ start_time: end - chosen.seconds, end_time: end, bucket_width: chosen.bucket, limit: chosen.limit,
+        allBuckets({ start_time: start, end_time: end, bucket_width: chosen.bucket, limit: chosen.limit,
           group_by: group.value || undefined }),
         group.value === "lora_id" ? loraNames() : Promise.resolve(new Map()),
       ]);
