@@ -58,6 +58,7 @@ def test_a_person_uploads_watches_validation_compares_patches_and_deletes(browse
     wait_for_text(browser, "#lora-status", "ready")
     screenshot(browser, "journey-detail-succeeded")
 
+    create_lora(dev, trained_adapter, "console-second")  # the same adapter again, for a third column
     browser.find_element(By.LINK_TEXT, "Try it in the playground").click()
     compare_side_by_side(browser)
 
@@ -70,14 +71,17 @@ def test_a_person_uploads_watches_validation_compares_patches_and_deletes(browse
 def compare_side_by_side(driver):
     wait_until(driver, lambda d: Select(d.find_element(By.ID, "pg-lora")).first_selected_option.get_attribute("value")
                == "console-journey", "the LoRA was not preselected")
+    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#pg-lora-2 option[value=console-second]"),
+               "the second LoRA is not offered")
+    Select(driver.find_element(By.ID, "pg-lora-2")).select_by_value("console-second")
     driver.find_element(By.ID, "pg-compare").click()
     driver.find_element(By.ID, "pg-prompt").send_keys(PROMPT)
     driver.find_element(By.ID, "pg-run").click()
-    wait_until(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pg-outputs [data-done=true]")) == 2,
-               "the two answers never finished")
-    base = driver.find_element(By.CSS_SELECTOR, "[data-output=base]").text
-    with_lora = driver.find_element(By.CSS_SELECTOR, "[data-output=lora]").text
-    assert PHRASE in with_lora and PHRASE not in base, (base, with_lora)
+    wait_until(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pg-outputs [data-done=true]")) == 3,
+               "the three answers never finished")
+    base, with_lora, with_second = (driver.find_element(By.CSS_SELECTOR, f"[data-output={key}]").text
+                                    for key in ("base", "lora", "lora-2"))
+    assert PHRASE in with_lora and PHRASE in with_second and PHRASE not in base, (base, with_lora, with_second)
     curl = driver.find_element(By.ID, "pg-curl").text
     python = driver.find_element(By.ID, "pg-python").text
     assert '"lora": "console-journey"' in curl and '"temperature": 0' in curl and "$OPENAI_API_KEY" in curl
