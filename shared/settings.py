@@ -208,14 +208,14 @@ class Settings(BaseSettings):
     fair_quantum_tokens: int = Field(512, ge=1)  # about one request of the default max_tokens per turn
     fair_org_queue: int = Field(1000, ge=1)  # requests one org may have waiting at one router replica
     worker_org_max_running: int | None = Field(None, ge=1)  # per org in a worker's batch; None: half of it
-
-    # webhook deliveries: a failed attempt (timeout, connection error, non-2xx) is retried after a random delay in
     # adapter residency on a worker: comma-separated LoRA ids never evicted once loaded (fewer than the slots);
     # a request that waited longer than the bound for a slot evicts the least recently used adapter anyway;
     # the eviction policy's use scores halve every half-life
     worker_pinned_loras: str = ""
     worker_slot_wait_bound_seconds: float = Field(5.0, gt=0)
     worker_adapter_half_life_seconds: float = Field(60.0, gt=0)
+
+    # webhook deliveries: a failed attempt (timeout, connection error, non-2xx) is retried after a random delay in
     # [0, min(cap, base·2^(n-1))] until webhook_retry_seconds after the first attempt; an endpoint whose attempts
     # have failed without a success for webhook_disable_after_seconds is disabled
     webhook_retry_seconds: float = Field(72 * 3600.0, gt=0)
