@@ -34,6 +34,7 @@ from shared.ratelimit.concurrency import Concurrency
 log = get_logger("registry.events")
 MAX_TYPE_PATTERNS = 16
 MAX_EVENT_ID = 2**63 - 1
+MAX_SINCE = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 REPLAY_BATCH = 500
 LAST_EVENT_ID = "Last-Event-ID"
 
@@ -75,8 +76,8 @@ def _unix_time(raw: str) -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise BadRequest(f"since: {raw[:64]!r} is not a time in unix seconds", param="since",
+    if not math.isfinite(value) or value < 0 or value > MAX_SINCE:
+        raise BadRequest(f"since: {raw[:64]!r} is not a time in unix seconds (0 to {MAX_SINCE})", param="since",
                          code="invalid_since")
     return value
 

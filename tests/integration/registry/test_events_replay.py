@@ -162,7 +162,8 @@ async def test_an_id_never_given_gets_an_error_event_and_a_malformed_one_a_400(s
     assert (resume, error["code"]) == (2, "event_id_unknown")
     for params, headers, param in (({"after": "abc"}, {}, "after"), ({"after": "-1"}, {}, "after"),
                                    ({}, {"Last-Event-ID": "1f0e7a52-6a4c-4c1b-9d1e"}, "Last-Event-ID"),
-                                   ({"since": "yesterday"}, {}, "since")):
+                                   ({"since": "yesterday"}, {}, "since"),
+                                   ({"since": "253402300800"}, {}, "since")):  # past year 9999
         resp = await stack.http.get("/v1/events", params=params, headers={**stack.auth(), **headers})
         assert resp.status == 400, params
         assert (await resp.json())["error"]["param"] == param
