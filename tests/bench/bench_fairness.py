@@ -9,7 +9,7 @@ org shares in the worker's batch) at `--org-inflight` jobs per org (2) and at th
 third topology started with LORASERVE_FAIR_SCHEDULING=false. Goal: victim_p99_ratio <= 2. The last line
 is one JSON object.
 
-Run: `python -m tests.bench.bench_fairness [--flood 200] [--victim-requests 20] [--max-tokens 16]
+Run: `python -m tests.bench.bench_fairness [--flood 200] [--victim-requests 40] [--max-tokens 16]
 [--org-inflight 2]`.
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ def run_one(fair: bool, org_cap: int, flood_size: int, victims: int, max_tokens:
     return row
 
 
-def run(flood_size: int = 200, victims: int = 20, max_tokens: int = 16, org_cap: int = 2) -> dict:
+def run(flood_size: int = 200, victims: int = 40, max_tokens: int = 16, org_cap: int = 2) -> dict:
     print(f"fairness: org A floods {flood_size} asap background responses, org B sends {victims} asap chat "
           f"completions one at a time, {max_tokens} tokens each; {CPU_NOTE}", flush=True)
     fair = run_one(True, org_cap, flood_size, victims, max_tokens)
@@ -157,7 +157,7 @@ def main() -> None:
     exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flood", type=int, default=200)
-    parser.add_argument("--victim-requests", type=int, default=20)
+    parser.add_argument("--victim-requests", type=int, default=40)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--org-inflight", type=int, default=2, help="LORASERVE_FAIR_ORG_INFLIGHT_JOBS for the fair run")
     args = parser.parse_args()
