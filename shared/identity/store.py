@@ -184,7 +184,8 @@ class FileIdentityStore(IdentityStore):
         return sum(1 for old, new in zip(records, migrated, strict=True) if old is not new)
 
     async def get_limits(self, org_id: str) -> OrgLimits:
-        # checked on creates only (not per request): a stat each time, so an `admin orgs set-limits` applies at once
+        # a stat of the file on each call (every rate-limited request reads its org's limits): cheap, and an
+        # `admin orgs set-limits` applies at once
         self._refresh(force=True)
         return self._limits.get(org_id, OrgLimits())
 
