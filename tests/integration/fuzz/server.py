@@ -77,6 +77,10 @@ def start_dev_server(data_dir: Path, ready_seconds: float = 120) -> DevServer:
     env["LORASERVE_RATELIMIT_MANAGEMENT_REQUESTS_PER_MINUTE"] = str(MANAGEMENT_REQUESTS_PER_WINDOW)
     # steered cases create webhook endpoints by the hundred: past the quota they would test only the 403
     env["LORASERVE_QUOTA_WEBHOOK_ENDPOINTS"] = str(MANAGEMENT_REQUESTS_PER_WINDOW)
+    # and uploads, files and LoRAs by the thousand (uploads declaring up to 100 GiB each): the same for their quotas
+    for quota in ("PENDING_UPLOADS", "FILES", "LORAS", "VALIDATIONS_IN_FLIGHT"):
+        env[f"LORASERVE_QUOTA_{quota}"] = str(MANAGEMENT_REQUESTS_PER_WINDOW)
+    env["LORASERVE_QUOTA_STORED_BYTES"] = str(2**60)
     keys = [arg for org, key in KEYS.items() for arg in ("--api-key", f"{org}={key}")]
     with open(data_dir / "server.log", "ab") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
