@@ -82,16 +82,19 @@ class ValidationStatusChanged(Message):
         return self.validation_id
 
 
-# -- public LoRA events -------------------------------------------------------------
-class _LoraEvent(Message):
+# -- public events: on the events exchange as org.<org_id>.<type> ---------------------------
+class _OrgEvent(Message):
     EXCHANGE: ClassVar[str] = t.EVENTS
     org_id: str
-    lora: dict[str, Any]  # the public LoRA object, as GET /v1/loras/{id} returns it
-    adapter: AdapterRef | None = None
-    version: int = 0  # increases with every change of the LoRA document
 
     def routing_key(self) -> str:
         return t.event_key(self.org_id, self.TYPE)
+
+
+class _LoraEvent(_OrgEvent):
+    lora: dict[str, Any]  # the public LoRA object, as GET /v1/loras/{id} returns it
+    adapter: AdapterRef | None = None
+    version: int = 0  # increases with every change of the LoRA document
 
     def subject(self) -> str:
         return str(self.lora.get("id"))
@@ -117,13 +120,8 @@ class LoraValidationFinished(_LoraEvent):
 
 
 # -- files ------------------------------------------------------------------------
-class _FileEvent(Message):
-    EXCHANGE: ClassVar[str] = t.EVENTS
-    org_id: str
+class _FileEvent(_OrgEvent):
     file: dict[str, Any]  # the OpenAI File object
-
-    def routing_key(self) -> str:
-        return t.event_key(self.org_id, self.TYPE)
 
     def subject(self) -> str:
         return str(self.file.get("id"))
@@ -138,16 +136,11 @@ class FileDeleted(_FileEvent):
 
 
 # -- background Responses' outcomes (public) ------------------------------------------
-class _ResponseOutcome(Message):
+class _ResponseOutcome(_OrgEvent):
     """A background Response ended: published by the router once its fold stored the end (through its
     outbox, so exactly the stored outcome, at least once, with a stable CloudEvents id)."""
 
-    EXCHANGE: ClassVar[str] = t.EVENTS
-    org_id: str
     response: dict[str, Any]  # the Response object as GET /v1/responses/{id} renders it
-
-    def routing_key(self) -> str:
-        return t.event_key(self.org_id, self.TYPE)
 
     def subject(self) -> str:
         return str(self.response.get("id"))
