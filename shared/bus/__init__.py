@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from shared.bus.base import (
     Bus,
     BusError,
+    BusRejected,
     DeadLetter,
     DeathRecord,
     Delivery,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Bus",
     "BusError",
+    "BusRejected",
     "DeadLetter",
     "DeathRecord",
     "Delivery",
@@ -39,7 +41,7 @@ def make_bus(settings: Settings, slugs: list[str]) -> Bus:
     if settings.amqp_url:
         from shared.bus.rabbitmq import RabbitBus  # aio-pika only where RabbitMQ is used
 
-        return RabbitBus(settings.amqp_url, topology(slugs))
+        return RabbitBus(settings.amqp_url, topology(slugs, adapter_affinity=settings.adapter_affinity))
     from shared.bus.inprocess import InProcessBus
 
-    return InProcessBus(topology(slugs))
+    return InProcessBus(topology(slugs, adapter_affinity=settings.adapter_affinity))

@@ -4,7 +4,9 @@ Two implementations: `shared.bus.rabbitmq.RabbitBus` (aio-pika) and
 `shared.bus.inprocess.InProcessBus` (the embedded default). Both build the same
 topology from `shared.contracts.topology` and give the same semantics:
 
-- `publish` returns only once the broker confirmed the message (persistent).
+- `publish` returns only once the broker confirmed the message (persistent). A job with an
+  `affinity_key` goes to its model's consistent-hash exchange first (the worker that likely
+  holds its adapter), and to the shared queue when that route refuses it (`Topology.routes`).
 - a consumer's handler gets a `Delivery`; returning normally acks it, raising
   `Requeue` requeues it, raising `DeadLetter` (or any other exception once the
   queue's delivery limit is reached) dead-letters it with the reason kept.
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.contracts.cloudevents import CloudEvent, Message
+from shared.contracts.topology import Queue
 
 
 class Requeue(Exception):
@@ -37,6 +40,11 @@ class DeadLetter(Exception):
 
 class BusError(Exception):
     """Publishing failed: unroutable, nacked by the broker, or disconnected."""
+
+
+class BusRejected(BusError):
+    """The broker surely did not take the message: no queue was bound, or the queue was full (reject-publish).
+    Unlike a timeout, trying another route cannot duplicate it."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,9 @@ class Bus(abc.ABC):
         its `id`, so consumers recognise it. Same confirms and errors as `publish`."""
 
     @abc.abstractmethod
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int = 8) -> Subscription:
-        """Start consuming a durable queue of the topology."""
+    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8) -> Subscription:
+        """Start consuming a durable queue: one of the topology's by name, or a consumer's own (a worker's
+        affinity queue) by its spec, which is declared with its bindings first (and again after a reconnect)."""
 
     @abc.abstractmethod
     async def subscribe(self, exchange: str, binding_keys: list[str], handler: Handler) -> Subscription:

@@ -58,6 +58,10 @@ class Message(BaseModel):
     def routing_key(self) -> str:
         raise NotImplementedError
 
+    def affinity_key(self) -> str | None:
+        """What a consistent-hash route keeps together on one consumer (None: any consumer)."""
+        return None
+
     def subject(self) -> str | None:
         return None
 

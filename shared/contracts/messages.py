@@ -202,6 +202,9 @@ class GenerateResponse(Message):
     def routing_key(self) -> str:
         return t.inference_key(self.model_slug)
 
+    def affinity_key(self) -> str | None:
+        return self.adapter.lora_id if self.adapter else None  # base-model jobs spread over every worker
+
     def subject(self) -> str:
         return self.response_id
 

@@ -27,6 +27,9 @@ class ExchangeType(str, Enum):
     DIRECT = "direct"
     TOPIC = "topic"
     FANOUT = "fanout"
+    # rabbitmq_consistent_hash_exchange: the routing key is hashed onto the bound queues, the binding key of each
+    # is its weight (deploy/ensure-rabbitmq.sh, compose and k8s enable the plugin)
+    CONSISTENT_HASH = "x-consistent-hash"
 
 
 class QueueType(str, Enum):
@@ -51,10 +54,22 @@ class Queue:
     dead_letter: bool = True  # dead letters go to DEAD_LETTERS keyed by queue name into <name>.dlq
     # bindings of earlier releases, removed from a broker that still has them (RabbitMQ keeps bindings)
     retired_bindings: tuple[tuple[str, str], ...] = ()
+    # a satellite of a shared queue (a worker's affinity queue): its retries and dead letters go to `home`, and
+    # the broker moves what waited `message_ttl_ms` (or outlived its consumer) there through `expired_to`
+    home: str | None = None
+    expired_to: tuple[str, str] | None = None  # (exchange, routing key) the broker dead-letters into
+    message_ttl_ms: int | None = None
+    max_ready: int | None = None  # more ready messages than this: the publish is refused (reject-publish)
+    expires_ms: int | None = None  # deleted after this long without a consumer
 
     @property
     def dlq_name(self) -> str:
-        return f"{self.name}.dlq"
+        return f"{self.home or self.name}.dlq"
+
+    @property
+    def retry_queue(self) -> str:
+        """Where a failed delivery goes back to (and the routing key of its dead letter)."""
+        return self.home or self.name
 
     def arguments(self) -> dict:
         args: dict = {"x-queue-type": self.type.value}
@@ -64,9 +79,18 @@ class Queue:
             args["x-max-priority"] = self.max_priority
         if self.single_active_consumer:
             args["x-single-active-consumer"] = True
-        if self.dead_letter:
+        if self.expired_to is not None:
+            args["x-dead-letter-exchange"], args["x-dead-letter-routing-key"] = self.expired_to
+        elif self.dead_letter:
             args["x-dead-letter-exchange"] = DEAD_LETTERS
             args["x-dead-letter-routing-key"] = self.name
+        if self.message_ttl_ms is not None:
+            args["x-message-ttl"] = self.message_ttl_ms
+        if self.max_ready is not None:
+            args["x-max-length"] = self.max_ready
+            args["x-overflow"] = "reject-publish"
+        if self.expires_ms is not None:
+            args["x-expires"] = self.expires_ms
         return args
 
 
@@ -75,12 +99,23 @@ class Topology:
     exchanges: tuple[Exchange, ...]
     queues: tuple[Queue, ...]
     dead_letter_queues: tuple[Queue, ...] = field(default=())
+    adapter_affinity: bool = False  # inference jobs with an adapter go to the model's affinity exchange first
 
     def queue(self, name: str) -> Queue:
         for queue in (*self.queues, *self.dead_letter_queues):
             if queue.name == name:
                 return queue
         raise KeyError(name)
+
+    def routes(self, exchange: str, routing_key: str, affinity_key: str | None) -> list[tuple[str, str]]:
+        """Where a message goes, in the order to try: a job's affinity exchange first (the worker holding its
+        adapter), then its shared queue when that is refused (the worker's queue is full, or no worker is bound)."""
+        slug = routing_key.removeprefix("inference.")
+        hashed = affinity_exchange(slug)
+        if (self.adapter_affinity and affinity_key and exchange == COMMANDS and routing_key == inference_key(slug)
+                and any(e.name == hashed for e in self.exchanges)):
+            return [(hashed, affinity_key), (exchange, routing_key)]
+        return [(exchange, routing_key)]
 
 
 # -- routing keys ---------------------------------------------------------------
@@ -103,6 +138,11 @@ def event_key(org_id: str, event_type: str) -> str:
 
 def cancels_exchange(slug: str) -> str:
     return f"loraserve.cancels.{slug}"
+
+
+def affinity_exchange(slug: str) -> str:
+    """Inference jobs keyed by their adapter, hashed onto the model's workers' affinity queues."""
+    return f"loraserve.affinity.{slug}"
 
 
 def is_mandatory(exchange: str) -> bool:
@@ -134,12 +174,37 @@ def inference_queue(slug: str) -> str:
     return f"loraserve.worker.{slug}.inference"
 
 
-def topology(slugs: list[str]) -> Topology:
+AFFINITY_WEIGHT = "1"  # every worker of a model takes an equal share of its adapters
+
+
+def affinity_queue(slug: str, worker_id: str, *, wait_ms: int, max_ready: int, expires_ms: int) -> Queue:
+    """One worker's share of its model's adapters: jobs for them wait here up to `wait_ms` for this worker (which
+    likely holds the adapter hot), then fall back to the shared queue; so does the overflow beyond `max_ready` and
+    everything a dead worker left (its unacked jobs come back here, expire, and move on). Durable and not
+    exclusive, so a broken connection loses nothing; deleted `expires_ms` after its worker stopped consuming."""
+    if expires_ms <= wait_ms:
+        raise ValueError("an affinity queue must outlive the wait of its messages")
+    home = inference_queue(slug)
+    return Queue(
+        f"{home}.hot.{worker_id}",
+        QueueType.CLASSIC,
+        bindings=((affinity_exchange(slug), AFFINITY_WEIGHT),),
+        max_priority=MAX_PRIORITY,
+        home=home,
+        expired_to=(COMMANDS, inference_key(slug)),
+        message_ttl_ms=wait_ms,
+        max_ready=max_ready,
+        expires_ms=expires_ms,
+    )
+
+
+def topology(slugs: list[str], *, adapter_affinity: bool = True) -> Topology:
     exchanges = [
         Exchange(COMMANDS, ExchangeType.DIRECT),
         Exchange(EVENTS, ExchangeType.TOPIC),
         Exchange(DEAD_LETTERS, ExchangeType.DIRECT),
         *(Exchange(cancels_exchange(s), ExchangeType.FANOUT) for s in slugs),
+        *(Exchange(affinity_exchange(s), ExchangeType.CONSISTENT_HASH) for s in slugs),
     ]
     queues = [
         Queue(
@@ -197,4 +262,4 @@ def topology(slugs: list[str]) -> Topology:
         for q in queues
         if q.dead_letter
     )
-    return Topology(tuple(exchanges), tuple(queues), dead_letter_queues)
+    return Topology(tuple(exchanges), tuple(queues), dead_letter_queues, adapter_affinity=adapter_affinity)
