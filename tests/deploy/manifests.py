@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,6 +121,15 @@ def as_workload(template: dict) -> dict:
 def serving_container(pool: dict) -> dict:
     """The container that runs `loraserve worker`: the Deployment's, or the LeaderWorkerSet leader's."""
     return pod_templates(pool)[0]["spec"]["containers"][0]
+
+
+def trigger_counts(trigger: dict, queue: str) -> bool:
+    """Whether a KEDA rabbitmq trigger counts this queue: its queueName, or with useRegex a name the management
+    API's regex filter (an unanchored PCRE search) matches; simple patterns read the same in Python's re."""
+    metadata = trigger["metadata"]
+    if metadata.get("useRegex") == "true":
+        return re.search(metadata["queueName"], queue) is not None
+    return metadata["queueName"] == queue
 
 
 def http_services(docs: list[dict]) -> list[dict]:
