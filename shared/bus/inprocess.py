@@ -5,23 +5,31 @@ one is passed in, so tests can put several buses on one broker). Like the Rabbit
 bus it acks on handler return, counts deliveries, dead-letters into `<queue>.dlq`
 with a death record, orders priority queues, requeues what a lost connection left
 unacked, and reconnects by itself when the broker drops it.
+
+Adapter affinity, as the RabbitMQ bus does it: a publish tries `Topology.routes` in order, moving on only
+when the broker refused it (`BusRejected`). `consume` takes a worker's own queue spec and declares it durable,
+owned by no connection (the broker's TTL then moves on what a crashed worker held), again after a reconnect
+(x-expires may have deleted it). Its retries and dead letters go to its `home`. The broker does TTL, overflow
+and x-expires (`shared.bus.inprocess_broker`). Unlike RabbitMQ's classic queues, a message expiring into the
+shared queue keeps its delivery count (RabbitMQ's redelivered flag does not travel with it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import uuid
 
 from shared.bus import dispatch, policy
-from shared.bus.base import Bus, BusError, Delivery, Handler, ReplyStream, Subscription
+from shared.bus.base import Bus, BusError, BusRejected, Handler, ReplyStream, Subscription
 from shared.bus.inflight import InFlight
 from shared.bus.inprocess_broker import DEFAULT_EXCHANGE, Envelope, InProcessBroker
-from shared.bus.inprocess_consumers import Consumer, Settler
+from shared.bus.inprocess_consumers import Consumer, Settler, to_delivery
 from shared.bus.replies import ReplyRouter
 from shared.contracts.cloudevents import MAX_MESSAGE_BYTES, CloudEvent, Message
-from shared.contracts.topology import DEAD_LETTERS, INFERENCE_DELIVERY_LIMIT, Queue, Topology
+from shared.contracts.topology import INFERENCE_DELIVERY_LIMIT, Queue, Topology
 from shared.logging import get_logger
 
 log = get_logger("shared.bus.inprocess")
@@ -50,6 +58,7 @@ class InProcessBus(Bus):
         self._unacked: dict[int, tuple[str, Envelope]] = {}
         self._consumers: list[Consumer] = []
         self._private: dict[str, list[tuple[str, str]]] = {}  # exclusive queue -> its bindings
+        self._own: dict[str, Queue] = {}  # durable queues this bus declared from a consumer's spec
         self._replies = ReplyRouter()
         self._reply_queue: str | None = None
         self._inflight = InFlight()
@@ -114,8 +123,13 @@ class InProcessBus(Bus):
         self.broker.attach(self)
         for name in self._private:
             self._declare_private(name)
+        for spec in self._own.values():
+            self.broker.declare(spec)  # x-expires may have deleted it while the connection was down
         for consumer in self._consumers:
-            consumer.start()
+            try:
+                consumer.start()
+            except BusError as exc:
+                log.error("bus.consumer_not_restarted", queue=consumer.queue, error=str(exc))
         self._connected.set()
         log.info("bus.reconnected")
 
@@ -130,19 +144,13 @@ class InProcessBus(Bus):
         exchange: str | None = None,
     ) -> CloudEvent:
         event = message.to_event(source, correlation_id)
-        await self._send(
-            Envelope(
-                event.to_bytes(),
-                message.EXCHANGE if exchange is None else exchange,
-                message.routing_key(),
-                priority or 0,
-                correlation_id,
-            )
-        )
+        target = message.EXCHANGE if exchange is None else exchange
+        envelope = Envelope(event.to_bytes(), target, message.routing_key(), priority or 0, correlation_id)
+        await self._send(envelope, message.affinity_key())
         return event
 
     async def publish_event(self, event: CloudEvent, *, exchange: str, routing_key: str) -> None:
-        await self._send(Envelope(event.to_bytes(), exchange, routing_key, 0, event.correlationid))
+        await self._send(Envelope(event.to_bytes(), exchange, routing_key, 0, event.correlationid), None)
 
     async def request(
         self, message: Message, *, source: str, correlation_id: str | None = None, priority: int | None = None
@@ -155,20 +163,29 @@ class InProcessBus(Bus):
             event.to_bytes(), message.EXCHANGE, message.routing_key(), priority or 0, request_id, reply_to
         )
         try:
-            await self._send(envelope)
+            await self._send(envelope, message.affinity_key())
         except BaseException:
             await stream.close()
             raise
         return stream
 
     async def send_reply(self, reply_to: str, correlation_id: str | None, event: CloudEvent) -> None:
-        await self._send(Envelope(event.to_bytes(), DEFAULT_EXCHANGE, reply_to, 0, correlation_id))
+        await self._send(Envelope(event.to_bytes(), DEFAULT_EXCHANGE, reply_to, 0, correlation_id), None)
 
-    async def _send(self, envelope: Envelope) -> None:
+    async def _send(self, envelope: Envelope, affinity_key: str | None) -> None:
+        """Publish along the topology's routes for this message, in order, until one is not refused."""
         if len(envelope.body) > MAX_MESSAGE_BYTES:
             raise BusError(f"message of {len(envelope.body)} bytes exceeds {MAX_MESSAGE_BYTES}")
         await self._wait_connected()
-        self.broker.publish(envelope)
+        routes = self.topology.routes(envelope.exchange, envelope.routing_key, affinity_key)
+        for attempt, (exchange, routing_key) in enumerate(routes, start=1):
+            try:
+                self.broker.publish(dataclasses.replace(envelope, exchange=exchange, routing_key=routing_key))
+                break
+            except BusRejected as exc:
+                if attempt == len(routes):
+                    raise
+                log.debug("bus.route_refused", exchange=exchange, error=str(exc))
         await asyncio.sleep(0)  # a publisher in a loop must not starve the consumers
 
     async def _wait_connected(self) -> None:
@@ -180,11 +197,11 @@ class InProcessBus(Bus):
             raise BusError(f"not connected after {self.publish_timeout}s") from None
 
     # -- consuming ------------------------------------------------------------------
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int = 8) -> Subscription:
-        spec = self._spec(queue)
+    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8) -> Subscription:
+        spec = self._declare_own(queue) if isinstance(queue, Queue) else self._spec(queue)
         limit = policy.delivery_limit(spec, self.classic_delivery_limit)
         on_envelope = functools.partial(self._on_job, spec, limit, handler)
-        return self._add_consumer(Consumer(self, queue, on_envelope, prefetch, acked=True))
+        return self._add_consumer(Consumer(self, spec.name, on_envelope, prefetch, acked=True))
 
     async def subscribe(self, exchange: str, binding_keys: list[str], handler: Handler) -> Subscription:
         name = f"loraserve.sub.{uuid.uuid4().hex}"
@@ -202,10 +219,25 @@ class InProcessBus(Bus):
         return len(self.broker.queue(queue))
 
     def _spec(self, queue: str) -> Queue:
+        if queue in self._own:
+            return self._own[queue]
         try:
             return self.topology.queue(queue)
         except KeyError:
             raise BusError(f"queue {queue!r} is not in the topology") from None
+
+    def _declare_own(self, spec: Queue) -> Queue:
+        """A consumer's own durable queue: declared with its arguments and bindings, owned by no connection."""
+        if self._closing or not self._started:
+            raise BusError("the bus is not running")
+        try:
+            if self.topology.queue(spec.name) == spec:
+                return spec
+        except KeyError:
+            pass
+        self.broker.declare(spec)
+        self._own[spec.name] = spec
+        return spec
 
     def _add_consumer(self, consumer: Consumer) -> Consumer:
         if self._closing or not self._started:
@@ -218,6 +250,8 @@ class InProcessBus(Bus):
     def _forget_consumer(self, consumer: Consumer) -> None:
         if consumer in self._consumers:
             self._consumers.remove(consumer)
+        if consumer.queue in self._own and all(c.queue != consumer.queue for c in self._consumers):
+            del self._own[consumer.queue]  # not declared again on a reconnect: left to x-expires
         if consumer.private:
             self._private.pop(consumer.queue, None)
             self.broker.delete_queue(consumer.queue)
@@ -245,25 +279,10 @@ class InProcessBus(Bus):
     def _release(self, tag: int) -> bool:
         return self._unacked.pop(tag, None) is not None
 
-    def _delivery(self, queue: str, envelope: Envelope) -> Delivery:
-        headers = dict(envelope.headers)
-        return Delivery(
-            event=CloudEvent.from_bytes(envelope.body),
-            queue=queue,
-            routing_key=envelope.routing_key,
-            delivery_count=envelope.delivery_count,
-            priority=envelope.priority,
-            correlation_id=envelope.correlation_id,
-            reply_to=envelope.reply_to,
-            headers=headers,
-            death=policy.parse_death(headers),
-            _bus=self,
-        )
-
     async def _on_job(self, spec: Queue, limit: int, handler: Handler, tag: int, envelope: Envelope) -> None:
         with self._inflight.track():
             await dispatch.handle(
-                functools.partial(self._delivery, spec.name, envelope),
+                functools.partial(to_delivery, self, spec.name, envelope),
                 handler,
                 queue=spec.name,
                 limit=limit,
@@ -274,7 +293,7 @@ class InProcessBus(Bus):
     async def _on_event(self, handler: Handler, queue: str, _tag: int, envelope: Envelope) -> None:
         with self._inflight.track():
             try:
-                await handler(self._delivery(queue, envelope))
+                await handler(to_delivery(self, queue, envelope))
             except Exception as exc:  # noqa: BLE001 -- at-most-once: the event is gone either way
                 log.warning("bus.subscriber_failed", queue=queue, error=policy.describe(exc))
 
@@ -286,27 +305,3 @@ class InProcessBus(Bus):
             return
         if not self._replies.dispatch(envelope.correlation_id, event):
             log.debug("bus.reply_without_request", correlation_id=envelope.correlation_id)
-
-    def _dead_letter(self, spec: Queue, envelope: Envelope, outcome: policy.Outcome, count: int) -> None:
-        if not spec.dead_letter:
-            log.error("bus.dropped_without_dead_letter_queue", queue=spec.name, reason=outcome.reason)
-            return
-        headers = {
-            k: v for k, v in envelope.headers.items() if k not in (policy.ATTEMPT_HEADER, policy.DEATH_HEADER)
-        }
-        headers.update(
-            policy.death_header(outcome, queue=spec.name, count=count, routing_key=envelope.routing_key)
-        )
-        dead = Envelope(
-            envelope.body,
-            DEAD_LETTERS,
-            spec.name,
-            envelope.priority,
-            envelope.correlation_id,
-            envelope.reply_to,
-            headers,
-        )
-        try:
-            self.broker.publish(dead)
-        except BusError as exc:
-            log.error("bus.dropped_dead_letter", queue=spec.name, error=str(exc))

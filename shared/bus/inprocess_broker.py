@@ -1,127 +1,40 @@
-"""An in-memory AMQP broker for the embedded default: exchanges, bindings, priority queues, connections.
+"""An in-memory AMQP broker for the embedded default: exchanges, bindings, queues, connections.
 
-It models only what the bus relies on: direct/topic/fanout routing plus the default
-exchange, mandatory publishing, per-queue priorities (`x-max-priority`), single active consumers
-(`x-single-active-consumer`: the first consumer gets every message, the next takes over when it stops),
-exclusive queues that vanish with their connection, and a broker-side `close_all_connections`
-(what `rabbitmqctl close_all_connections` does) so reconnect paths can be exercised.
-Dead-lettering and delivery counting live in the bus, as they do with RabbitMQ.
+It models what the bus relies on, as RabbitMQ 3.10 does it:
+- direct/topic/fanout routing plus the default exchange, and `x-consistent-hash` (the plugin: each
+  queue's binding key is its weight; a routing key picks exactly one queue, `shared.bus.routing`);
+- mandatory publishing: a publish that reaches no queue is refused (`BusRejected`);
+- per-queue priorities (`x-max-priority`), single active consumers (`x-single-active-consumer`: the first
+  consumer gets every message, the next takes over when it stops);
+- `x-max-length` + `x-overflow: reject-publish` (ready messages only): a publish into a full queue is
+  nacked and that queue does not take it (`BusRejected` when no queue took it);
+- `x-message-ttl` with `x-dead-letter-exchange`/`-routing-key`: a ready message that waited that long is
+  dead-lettered through normal routing with an `x-death` entry (reason "expired"), on a timer; a requeued
+  message keeps its expiry, an unacked one never expires; a dead letter nobody takes is dropped;
+- `x-expires`: a queue unused (no consumer) for that long is deleted with its bindings and messages;
+- exclusive queues that vanish with their connection, and a broker-side `close_all_connections`
+  (what `rabbitmqctl close_all_connections` does) so reconnect paths can be exercised.
+Dead-lettering of rejected messages and delivery counting live in the bus, as they do with RabbitMQ.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import itertools
-from collections import deque
-from dataclasses import dataclass, field
+import time
 from typing import Any, Protocol
 
-from shared.bus.base import BusError
-from shared.bus.routing import route
-from shared.contracts.topology import ExchangeType, Topology, is_mandatory
+from shared.bus.base import BusError, BusRejected
+from shared.bus.inprocess_queue import BrokerQueue, Envelope
+from shared.bus.routing import route, weight_of
+from shared.contracts.topology import ExchangeType, Queue, Topology, is_mandatory
+from shared.logging import get_logger
+
+__all__ = ["DEFAULT_EXCHANGE", "BrokerQueue", "Connection", "Envelope", "InProcessBroker"]
+
+log = get_logger("shared.bus.inprocess")
 
 DEFAULT_EXCHANGE = ""
-
-
-@dataclass
-class Envelope:
-    """One message as it sits in a queue (a copy per queue it was routed to)."""
-
-    body: bytes
-    exchange: str
-    routing_key: str
-    priority: int = 0
-    correlation_id: str | None = None
-    reply_to: str | None = None
-    headers: dict[str, Any] = field(default_factory=dict)
-    delivery_count: int = 1  # the count the next delivery will carry
-    seq: int = 0  # arrival order; a requeued message keeps its place
-
-    def copy(self) -> Envelope:
-        return Envelope(
-            self.body,
-            self.exchange,
-            self.routing_key,
-            self.priority,
-            self.correlation_id,
-            self.reply_to,
-            dict(self.headers),
-            self.delivery_count,
-            self.seq,
-        )
-
-
-class BrokerQueue:
-    """Ready messages, highest priority first, then oldest first."""
-
-    def __init__(self, name: str, *, max_priority: int | None = None, owner: object | None = None,
-                 single_active: bool = False) -> None:
-        self.name = name
-        self.max_priority = max_priority
-        self.owner = owner  # the connection an exclusive queue belongs to
-        self.single_active = single_active  # x-single-active-consumer: only the first in line gets messages
-        self._heap: list[tuple[int, int, Envelope]] = []
-        self._waiters: deque[asyncio.Future] = deque()
-        self._line: list[object] = []  # single active consumer: consumers in the order they came
-        self._turn_waiters: list[asyncio.Future] = []
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def put(self, envelope: Envelope) -> None:
-        priority = min(max(envelope.priority, 0), self.max_priority) if self.max_priority else 0
-        heapq.heappush(self._heap, (-priority, envelope.seq, envelope))
-        self._wake_one()
-
-    async def get(self) -> Envelope:
-        while not self._heap:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                # a wake-up this waiter can no longer use goes to the next one
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()
-                raise
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-        return heapq.heappop(self._heap)[2]
-
-    async def wait_turn(self, consumer: object) -> None:
-        """Single active consumer: return once `consumer` is first in line (at once on other queues)."""
-        if not self.single_active:
-            return
-        if consumer not in self._line:
-            self._line.append(consumer)
-        while self._line[0] is not consumer:
-            waiter = asyncio.get_running_loop().create_future()
-            self._turn_waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._turn_waiters:
-                    self._turn_waiters.remove(waiter)
-
-    def leave(self, consumer: object) -> None:
-        """`consumer` stopped: when it was the active one, the next in line takes over."""
-        if consumer not in self._line:
-            return
-        was_active = self._line[0] is consumer
-        self._line.remove(consumer)
-        if was_active:
-            for waiter in self._turn_waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+REASON_EXPIRED = "expired"
 
 
 class Connection(Protocol):
@@ -142,37 +55,51 @@ class InProcessBroker:
         for exchange in topology.exchanges:
             self.declare_exchange(exchange.name, exchange.type)
         for queue in (*topology.queues, *topology.dead_letter_queues):
-            self.declare_queue(queue.name, max_priority=queue.max_priority,
-                               single_active=queue.single_active_consumer)
-            for exchange_name, key in queue.bindings:
-                self.bind(queue.name, exchange_name, key)
+            self.declare(queue)
+
+    def declare(self, spec: Queue) -> BrokerQueue:
+        """A durable queue with its arguments and bindings, as `queue.declare` then `queue.bind` would."""
+        queue = self.declare_queue(spec.name, spec=spec)
+        for exchange_name, key in spec.bindings:
+            self.bind(spec.name, exchange_name, key)
+        return queue
 
     def declare_exchange(self, name: str, exchange_type: ExchangeType) -> None:
         existing = self._exchanges.setdefault(name, exchange_type)
         if existing is not exchange_type:
             raise BusError(f"exchange {name!r} exists as {existing.value}, not {exchange_type.value}")
 
-    def declare_queue(
-        self, name: str, *, max_priority: int | None = None, owner: object | None = None,
-        single_active: bool = False,
-    ) -> BrokerQueue:
+    def declare_queue(self, name: str, *, spec: Queue | None = None, owner: object | None = None) -> BrokerQueue:
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = BrokerQueue(name, max_priority=max_priority, owner=owner,
-                                                     single_active=single_active)
-        elif queue.owner is not owner:
+            queue = self._queues[name] = BrokerQueue(
+                name, spec=spec, owner=owner, on_expired=self._dead_letter_expired, on_unused=self._delete_unused
+            )
+            return queue
+        if queue.owner is not owner:
             raise BusError(f"queue {name!r} is exclusive to another connection")
+        if spec is not None and queue.spec is not None and queue.spec.arguments() != spec.arguments():
+            raise BusError(f"queue {name!r} exists with other arguments (PRECONDITION_FAILED)")
+        queue.touch()  # a re-declaration counts as use: x-expires starts again
         return queue
 
     def bind(self, queue: str, exchange: str, binding_key: str) -> None:
-        if exchange not in self._exchanges or exchange == DEFAULT_EXCHANGE:
+        exchange_type = self._exchanges.get(exchange)
+        if exchange_type is None or exchange == DEFAULT_EXCHANGE:
             raise BusError(f"cannot bind to exchange {exchange!r}")
+        if queue not in self._queues:
+            raise BusError(f"no queue {queue!r} to bind")
+        if exchange_type is ExchangeType.CONSISTENT_HASH and weight_of(binding_key) < 1:
+            raise BusError(f"a consistent-hash binding key is a weight above 0, not {binding_key!r}")
         bindings = self._bindings.setdefault(exchange, [])
         if (binding_key, queue) not in bindings:
             bindings.append((binding_key, queue))
 
     def delete_queue(self, name: str) -> None:
-        self._queues.pop(name, None)
+        """The queue goes with its bindings and the messages ready in it."""
+        queue = self._queues.pop(name, None)
+        if queue is not None:
+            queue.close()
         for exchange, bindings in self._bindings.items():
             self._bindings[exchange] = [b for b in bindings if b[1] != name]
 
@@ -182,26 +109,41 @@ class InProcessBroker:
             raise BusError(f"no queue {name!r}")
         return queue
 
+    def has_queue(self, name: str) -> bool:
+        return name in self._queues
+
     def has_exchange(self, name: str) -> bool:
         return name in self._exchanges
 
     # -- messages -------------------------------------------------------------------
     def publish(self, envelope: Envelope) -> None:
-        """Route a copy to every matching queue; raise `BusError` when none matches a mandatory publish."""
+        """Route a copy to every matching queue that has room.
+
+        Raises `BusRejected` when a mandatory publish matches no queue, or every queue it matches is full
+        (reject-publish); `BusError` when only some were full: the others took it, so it is no clean refusal.
+        """
         names = self._route(envelope.exchange, envelope.routing_key)
-        if not names and is_mandatory(envelope.exchange):
-            raise BusError(
-                f"unroutable: exchange {envelope.exchange!r}, routing key {envelope.routing_key!r}"
-            )
+        if not names:
+            if is_mandatory(envelope.exchange):
+                raise BusRejected(f"unroutable: exchange {envelope.exchange!r}, routing key {envelope.routing_key!r}")
+            return
+        with_room = [name for name in names if not self._queues[name].is_full()]
+        self._deliver(envelope, with_room)
+        if len(with_room) < len(names):
+            full = sorted(set(names) - set(with_room))
+            refusal = BusRejected if not with_room else BusError
+            raise refusal(f"queue full (reject-publish): {', '.join(full)}")
+
+    def requeue(self, queue: str, envelope: Envelope) -> None:
+        if queue in self._queues:
+            self._queues[queue].put(envelope)
+
+    def _deliver(self, envelope: Envelope, names: list[str]) -> None:
         seq = next(self._seq)
         for name in names:
             copy = envelope.copy()
             copy.seq = seq
             self._queues[name].put(copy)
-
-    def requeue(self, queue: str, envelope: Envelope) -> None:
-        if queue in self._queues:
-            self._queues[queue].put(envelope)
 
     def _route(self, exchange: str, routing_key: str) -> list[str]:
         exchange_type = self._exchanges.get(exchange)
@@ -209,8 +151,42 @@ class InProcessBroker:
             raise BusError(f"no exchange {exchange!r}")
         if exchange == DEFAULT_EXCHANGE:
             return [routing_key] if routing_key in self._queues else []
-        names = route(exchange_type, self._bindings.get(exchange, ()), routing_key)
-        return [name for name in names if name in self._queues]
+        # only bindings of queues that exist: a consistent hash spreads over the live ones
+        bindings = [b for b in self._bindings.get(exchange, ()) if b[1] in self._queues]
+        return route(exchange_type, bindings, routing_key)
+
+    # -- what queues hand back --------------------------------------------------------
+    def _dead_letter_expired(self, queue: BrokerQueue, envelopes: list[Envelope]) -> None:
+        """x-message-ttl ran out: on to the queue's dead-letter exchange (dropped where it has none)."""
+        arguments = queue.spec.arguments() if queue.spec is not None else {}
+        exchange = arguments.get("x-dead-letter-exchange")
+        for envelope in envelopes:
+            if exchange is None:
+                log.warning("bus.expired_message_dropped", queue=queue.name, reason="no dead-letter exchange")
+                continue
+            routing_key = arguments.get("x-dead-letter-routing-key", envelope.routing_key)
+            headers = with_death(envelope.headers, REASON_EXPIRED, queue.name, envelope.exchange,
+                                 envelope.routing_key)
+            dead = Envelope(envelope.body, exchange, routing_key, envelope.priority, envelope.correlation_id,
+                            envelope.reply_to, headers, envelope.delivery_count)
+            self._dead_letter(dead, queue.name)
+
+    def _dead_letter(self, dead: Envelope, source: str) -> None:
+        try:
+            names = self._route(dead.exchange, dead.routing_key)
+        except BusError:
+            names = []
+        # RabbitMQ drops a dead letter that would cycle back into a queue it already expired from
+        died_in = {entry.get("queue") for entry in dead.headers["x-death"]}
+        names = [name for name in names if name not in died_in and not self._queues[name].is_full()]
+        if not names:
+            log.warning("bus.dead_letter_dropped", queue=source, exchange=dead.exchange, routing_key=dead.routing_key)
+        self._deliver(dead, names)
+
+    def _delete_unused(self, queue: BrokerQueue) -> None:
+        if self._queues.get(queue.name) is queue:
+            log.info("bus.queue_expired", queue=queue.name)
+            self.delete_queue(queue.name)
 
     # -- connections ----------------------------------------------------------------
     def attach(self, connection: Connection) -> None:
@@ -227,3 +203,20 @@ class InProcessBroker:
         for connection in list(self._connections):
             connection.connection_lost()
             self.detach(connection)
+
+
+def with_death(headers: dict[str, Any], reason: str, queue: str, exchange: str, routing_key: str) -> dict[str, Any]:
+    """The headers plus RabbitMQ's `x-death`: one entry per (queue, reason), newest first, with a count."""
+    deaths = [dict(d) for d in headers.get("x-death", ()) if isinstance(d, dict)]
+    same = next((d for d in deaths if d.get("queue") == queue and d.get("reason") == reason), None)
+    if same is not None:
+        deaths.remove(same)
+        same["count"] = int(same.get("count", 0)) + 1
+    else:
+        same = {"count": 1, "reason": reason, "queue": queue, "exchange": exchange, "routing-keys": [routing_key]}
+    same["time"] = int(time.time())
+    updated = {**headers, "x-death": [same, *deaths]}
+    updated.setdefault("x-first-death-reason", reason)
+    updated.setdefault("x-first-death-queue", queue)
+    updated.setdefault("x-first-death-exchange", exchange)
+    return updated

@@ -1,4 +1,9 @@
-"""The in-process bus's consumers: a dispatcher per consumer, a task per message, and settling."""
+"""The in-process bus's consumers: a dispatcher per consumer, a task per message, and settling.
+
+A consumer registers with its broker queue while it runs, so the queue knows when it has none (`x-expires`).
+A delivery from a worker's affinity queue (a `Queue` with `home`) is retried in, and dead-lettered to the
+`.dlq` of, the shared queue it belongs to, as the RabbitMQ bus does.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from shared.bus import policy
-from shared.bus.base import BusError, Subscription
-from shared.bus.inprocess_broker import Envelope
-from shared.contracts.topology import Queue
+from shared.bus.base import BusError, Delivery, Subscription
+from shared.bus.inprocess_queue import BrokerQueue, Envelope
+from shared.contracts.cloudevents import CloudEvent
+from shared.contracts.topology import DEAD_LETTERS, Queue
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -37,30 +43,33 @@ class Consumer(Subscription):
         self.bus, self.queue, self.on_envelope = bus, queue, on_envelope
         self.prefetch, self.acked, self.private = max(1, prefetch), acked, private
         self._dispatcher: asyncio.Task | None = None
+        self._source: BrokerQueue | None = None  # the queue it is registered with while it runs
         self._handlers: set[asyncio.Task] = set()
 
     def start(self) -> None:
+        """Start taking messages; raises `BusError` when the queue does not exist."""
         if self._dispatcher is None or self._dispatcher.done():
-            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+            source = self.bus.broker.queue(self.queue)
+            source.register(self)
+            self._source = source
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(source))
 
     def stop(self) -> asyncio.Task | None:
         """Take no more messages; running handlers go on. Returns the cancelled dispatcher."""
         dispatcher, self._dispatcher = self._dispatcher, None
         if dispatcher is not None:
             dispatcher.cancel()
-        try:
-            self.bus.broker.queue(self.queue).leave(self)  # a single active consumer hands over at once
-        except BusError:
-            pass  # the queue is gone (a private one, deleted with its connection)
+        source, self._source = self._source, None
+        if source is not None:
+            source.leave(self)  # a single active consumer hands over at once; x-expires may start
         return dispatcher
 
     async def close(self) -> None:
         self.stop()
         self.bus._forget_consumer(self)
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self, queue: BrokerQueue) -> None:
         credit = asyncio.Semaphore(self.prefetch)
-        queue = self.bus.broker.queue(self.queue)
         while True:
             await credit.acquire()
             try:
@@ -89,6 +98,46 @@ class Settler:
             return
         if outcome.action is policy.Action.REQUEUE:
             self.envelope.delivery_count += 1
-            self.bus.broker.requeue(self.spec.name, self.envelope)
+            if self.spec.retry_queue != self.spec.name:
+                self.envelope.expires_at = None  # a new arrival in the shared queue, under its own rules
+            self.bus.broker.requeue(self.spec.retry_queue, self.envelope)
         elif outcome.action is policy.Action.DEAD_LETTER:
-            self.bus._dead_letter(self.spec, self.envelope, outcome, delivery_count)
+            self._dead_letter(outcome, delivery_count)
+
+    def _dead_letter(self, outcome: policy.Outcome, count: int) -> None:
+        spec, envelope = self.spec, self.envelope
+        if not spec.dead_letter:
+            log.error("bus.dropped_without_dead_letter_queue", queue=spec.name, reason=outcome.reason)
+            return
+        drop = (policy.ATTEMPT_HEADER, policy.DEATH_HEADER)
+        headers = {k: v for k, v in envelope.headers.items() if k not in drop}
+        headers.update(policy.death_header(outcome, queue=spec.name, count=count, routing_key=envelope.routing_key))
+        dead = Envelope(
+            envelope.body,
+            DEAD_LETTERS,
+            spec.retry_queue,  # an affinity queue's dead letters land in its shared queue's .dlq
+            envelope.priority,
+            envelope.correlation_id,
+            envelope.reply_to,
+            headers,
+        )
+        try:
+            self.bus.broker.publish(dead)
+        except BusError as exc:
+            log.error("bus.dropped_dead_letter", queue=spec.name, error=str(exc))
+
+
+def to_delivery(bus: InProcessBus, queue: str, envelope: Envelope) -> Delivery:
+    headers = dict(envelope.headers)
+    return Delivery(
+        event=CloudEvent.from_bytes(envelope.body),
+        queue=queue,
+        routing_key=envelope.routing_key,
+        delivery_count=envelope.delivery_count,
+        priority=envelope.priority,
+        correlation_id=envelope.correlation_id,
+        reply_to=envelope.reply_to,
+        headers=headers,
+        death=policy.parse_death(headers),
+        _bus=bus,
+    )
