@@ -5,6 +5,10 @@
 """
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -60,7 +64,19 @@ def handlers(worker: Worker):
     return on_inference, on_validation, on_cancel
 
 
-def lifecycle(worker: Worker, prefetch: int):
+def affinity_queue_for(platform: Platform, slug: str) -> topology.Queue | None:
+    """This worker's share of the model's adapters (None: affinity routing is off)."""
+    settings = platform.settings
+    if not settings.adapter_affinity:
+        return None
+    # unique per process: a restarted pod starts a new queue, the old one moves its jobs on and expires
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return topology.affinity_queue(slug, worker_id, wait_ms=round(settings.affinity_wait_seconds * 1000),
+                                   max_ready=settings.worker_max_batch,
+                                   expires_ms=round(settings.affinity_queue_expires_seconds * 1000))
+
+
+def lifecycle(worker: Worker, prefetch: int, affinity: topology.Queue | None = None):
     async def worker_ctx(app: web.Application):
         await worker.start()
         on_inference, on_validation, on_cancel = handlers(worker)
@@ -70,6 +86,9 @@ def lifecycle(worker: Worker, prefetch: int):
             await worker.bus.consume(topology.gpu_validation_queue(worker.slug), on_validation,
                                      prefetch=VALIDATION_PREFETCH),
         ]
+        if affinity is not None:
+            subscriptions.append(await worker.bus.consume(affinity, on_inference, prefetch=prefetch))
+            log.info("affinity_queue", queue=affinity.name)
         yield
         for subscription in reversed(subscriptions):
             await subscription.close()
@@ -78,11 +97,11 @@ def lifecycle(worker: Worker, prefetch: int):
     return worker_ctx
 
 
-def part_for(worker: Worker) -> ServicePart:
+def part_for(worker: Worker, affinity: topology.Queue | None = None) -> ServicePart:
     # twice the batch: the worker then chooses which org's jobs run (org_share.py), not only the queue's order
     prefetch = 2 * worker.options.engine.max_batch
-    return ServicePart(name=NAME, routes=pin_routes(worker.residency), cleanup_ctx=[lifecycle(worker, prefetch)],
-                       readiness=[worker.ready])
+    return ServicePart(name=NAME, routes=pin_routes(worker.residency),
+                       cleanup_ctx=[lifecycle(worker, prefetch, affinity)], readiness=[worker.ready])
 
 
 def engine_for(platform: Platform, entry: ModelEntry, options: WorkerOptions) -> ServingEngine | None:
@@ -117,4 +136,4 @@ def build(platform: Platform) -> ServicePart:
         worker = Worker(entry, platform.bus, platform.blobs, platform.source, options, engine)
     except (PinLimit, ValueError) as exc:
         raise SystemExit(f"LORASERVE_WORKER_PINNED_LORAS: {exc}") from None
-    return part_for(worker)
+    return part_for(worker, affinity_queue_for(platform, worker.slug))

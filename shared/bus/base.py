@@ -86,6 +86,18 @@ class Delivery:
 Handler = Callable[[Delivery], Awaitable[None]]
 
 
+async def first_accepting(routes: list[tuple[str, str]], send: Callable[..., Awaitable[None]]) -> None:
+    """`send(exchange, routing_key)` along `routes` until one is not refused (`Topology.routes` orders them)."""
+    for exchange, routing_key in routes[:-1]:
+        try:
+            await send(exchange, routing_key)
+            return
+        except BusRejected:
+            continue
+    exchange, routing_key = routes[-1]
+    await send(exchange, routing_key)
+
+
 class ReplyStream(abc.ABC):
     """The replies to one `request`, in the order the consumer sent them."""
 

@@ -23,7 +23,7 @@ import itertools
 import uuid
 
 from shared.bus import dispatch, policy
-from shared.bus.base import Bus, BusError, BusRejected, Handler, ReplyStream, Subscription
+from shared.bus.base import Bus, BusError, Handler, ReplyStream, Subscription, first_accepting
 from shared.bus.inflight import InFlight
 from shared.bus.inprocess_broker import DEFAULT_EXCHANGE, Envelope, InProcessBroker
 from shared.bus.inprocess_consumers import Consumer, Settler, to_delivery
@@ -178,14 +178,11 @@ class InProcessBus(Bus):
             raise BusError(f"message of {len(envelope.body)} bytes exceeds {MAX_MESSAGE_BYTES}")
         await self._wait_connected()
         routes = self.topology.routes(envelope.exchange, envelope.routing_key, affinity_key)
-        for attempt, (exchange, routing_key) in enumerate(routes, start=1):
-            try:
-                self.broker.publish(dataclasses.replace(envelope, exchange=exchange, routing_key=routing_key))
-                break
-            except BusRejected as exc:
-                if attempt == len(routes):
-                    raise
-                log.debug("bus.route_refused", exchange=exchange, error=str(exc))
+
+        async def send(exchange: str, routing_key: str) -> None:
+            self.broker.publish(dataclasses.replace(envelope, exchange=exchange, routing_key=routing_key))
+
+        await first_accepting(routes, send)
         await asyncio.sleep(0)  # a publisher in a loop must not starve the consumers
 
     async def _wait_connected(self) -> None:

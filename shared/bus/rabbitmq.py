@@ -19,9 +19,9 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, Abstrac
 from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 
 from shared.bus import policy
-from shared.bus.base import Bus, BusError, Handler, ReplyStream, Subscription
+from shared.bus.base import Bus, BusError, Handler, ReplyStream, Subscription, first_accepting
 from shared.bus.rabbitmq_consumers import EventSubscription, RabbitSubscription, on_job
-from shared.bus.rabbitmq_publisher import Publisher
+from shared.bus.rabbitmq_publisher import Publisher, declare_queue
 from shared.bus.replies import ReplyRouter
 from shared.contracts.cloudevents import CloudEvent, Message
 from shared.contracts.topology import INFERENCE_DELIVERY_LIMIT, Queue, Topology
@@ -67,7 +67,7 @@ class RabbitBus(Bus):
                 client_properties={"connection_name": self.connection_name},
             )
             await self.publisher.open(self._connection)
-        except (TimeoutError, AMQPError, OSError) as exc:
+        except (TimeoutError, AMQPError, OSError, BusError) as exc:
             await self._forget_connection()
             raise BusError(f"RabbitMQ start failed: {policy.describe(exc)}") from exc
         self._connection.reconnect_callbacks.add(self._on_reconnected)
@@ -139,9 +139,9 @@ class RabbitBus(Bus):
     ) -> CloudEvent:
         event = message.to_event(source, correlation_id)
         target = message.EXCHANGE if exchange is None else exchange
-        await self.publisher.publish_event(
-            target, message.routing_key(), event, priority=priority, correlation_id=correlation_id
-        )
+        routes = self.topology.routes(target, message.routing_key(), message.affinity_key())
+        await first_accepting(routes, functools.partial(
+            self.publisher.publish_event, event=event, priority=priority, correlation_id=correlation_id))
         return event
 
     async def publish_event(self, event: CloudEvent, *, exchange: str, routing_key: str) -> None:
@@ -154,15 +154,11 @@ class RabbitBus(Bus):
         request_id = uuid.uuid4().hex
         stream = self._replies.open(request_id)
         event = message.to_event(source, correlation_id)
+        routes = self.topology.routes(message.EXCHANGE, message.routing_key(), message.affinity_key())
         try:
-            await self.publisher.publish_event(
-                message.EXCHANGE,
-                message.routing_key(),
-                event,
-                priority=priority,
-                correlation_id=request_id,
-                reply_to=reply_to,
-            )
+            await first_accepting(routes, functools.partial(
+                self.publisher.publish_event, event=event, priority=priority, correlation_id=request_id,
+                reply_to=reply_to))
         except BaseException:
             await stream.close()
             raise
@@ -175,12 +171,12 @@ class RabbitBus(Bus):
         )
 
     # -- consuming ------------------------------------------------------------------
-    async def consume(self, queue: str, handler: Handler, *, prefetch: int = 8) -> Subscription:
-        spec = self._spec(queue)
+    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8) -> Subscription:
+        spec = queue if isinstance(queue, Queue) else self._spec(queue)
         limit = policy.delivery_limit(spec, self.classic_delivery_limit)
         channel = await self._new_channel()
         await channel.set_qos(prefetch_count=max(1, prefetch))
-        declared = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
+        declared = await declare_queue(channel, spec)
         subscription = RabbitSubscription(self, channel, declared)
         callback = functools.partial(on_job, self, spec, limit, handler, subscription)
         subscription.consumer_tag = await declared.consume(callback)

@@ -144,7 +144,7 @@ class RabbitSettler:
         )
         try:
             await self.bus.publisher.publish(
-                DEAD_LETTERS, self.spec.name, self.message.body, **copied_properties(self.message, headers)
+                DEAD_LETTERS, self.spec.retry_queue, self.message.body, **copied_properties(self.message, headers)
             )
         except BusError as exc:
             # the broker's own dead-lettering still keeps a reason ("rejected") in x-death
@@ -155,11 +155,12 @@ class RabbitSettler:
 
 
 async def record_attempt(bus: RabbitBus, spec: Queue, message: AbstractIncomingMessage, attempt: int) -> None:
-    """Classic queues: put a copy carrying its attempt number back, then ack the original."""
+    """Classic queues: put a copy carrying its attempt number back (a worker's affinity queue: into the shared
+    queue, for any worker), then ack the original."""
     headers = without_bus_headers(message.headers)
     headers[policy.ATTEMPT_HEADER] = attempt
     try:
-        await bus.publisher.publish("", spec.name, message.body, **copied_properties(message, headers))
+        await bus.publisher.publish("", spec.retry_queue, message.body, **copied_properties(message, headers))
     except BusError as exc:
         log.warning("bus.requeue_publish_failed", queue=spec.name, error=str(exc))
         await message.nack(requeue=True)  # comes back flagged redelivered, which still counts

@@ -6,13 +6,13 @@ import asyncio
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
 
 from shared.bus import policy
-from shared.bus.base import BusError
+from shared.bus.base import BusError, BusRejected
 from shared.contracts.cloudevents import CONTENT_TYPE, MAX_MESSAGE_BYTES, CloudEvent
-from shared.contracts.topology import Topology, is_mandatory
+from shared.contracts.topology import Exchange, ExchangeType, Queue, Topology, is_mandatory
 from shared.logging import get_logger
 
 log = get_logger("shared.bus.rabbitmq")
@@ -23,13 +23,29 @@ _RETRYABLE = (ChannelInvalidStateError, ConnectionError, AMQPError)
 async def declare_topology(channel: AbstractRobustChannel, topology: Topology) -> None:
     """Declared on a robust channel, so aio-pika declares it all again after a reconnect."""
     for exchange in topology.exchanges:
-        await channel.declare_exchange(exchange.name, exchange.type.value, durable=True)
+        await declare_exchange(channel, exchange)
     for spec in (*topology.queues, *topology.dead_letter_queues):
-        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
-        for exchange_name, key in spec.bindings:
-            await queue.bind(exchange_name, key)
+        queue = await declare_queue(channel, spec)
         for exchange_name, key in spec.retired_bindings:
             await queue.unbind(exchange_name, key)
+
+
+async def declare_exchange(channel: AbstractRobustChannel, exchange: Exchange) -> None:
+    try:
+        await channel.declare_exchange(exchange.name, exchange.type.value, durable=True)
+    except AMQPError as exc:
+        if exchange.type is ExchangeType.CONSISTENT_HASH:
+            raise BusError(f"cannot declare {exchange.name!r}: enable the broker's rabbitmq_consistent_hash_exchange"
+                           f" plugin (deploy/ensure-rabbitmq.sh does): {policy.describe(exc)}") from exc
+        raise
+
+
+async def declare_queue(channel: AbstractRobustChannel, spec: Queue) -> AbstractQueue:
+    """A durable queue with its arguments and bindings (robust: restored after a reconnect)."""
+    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
+    for exchange_name, key in spec.bindings:
+        await queue.bind(exchange_name, key)
+    return queue
 
 
 class Publisher:
@@ -85,9 +101,9 @@ class Publisher:
                 await self._publish_once(exchange, routing_key, message)
                 return
             except PublishError as exc:
-                raise BusError(f"unroutable: exchange {exchange!r}, routing key {routing_key!r}") from exc
-            except DeliveryError as exc:
-                raise BusError(f"the broker refused the message: {policy.describe(exc)}") from exc
+                raise BusRejected(f"unroutable: exchange {exchange!r}, routing key {routing_key!r}") from exc
+            except DeliveryError as exc:  # nacked: e.g. a full reject-publish queue dropped it
+                raise BusRejected(f"the broker refused the message: {policy.describe(exc)}") from exc
             except TimeoutError as exc:
                 raise BusError(f"not connected, or no confirm, within {self.timeout}s") from exc
             except _RETRYABLE as exc:

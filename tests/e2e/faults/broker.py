@@ -2,7 +2,8 @@
 
 The shared broker on 5672 is never touched: this node runs under RABBITMQ_NODENAME
 `loraserve-rel-<id>@localhost`, listens on free ports, keeps mnesia, logs and its Erlang
-cookie (HOME) in a temporary directory, reads an empty config and plugins file (so the
+cookie (HOME) in a temporary directory, reads an empty config and a plugins file naming only the
+consistent-hash exchange that adapter-affinity routing needs (so the
 machine's /etc/rabbitmq settings, which name port 5672, do not apply) and registers with
 an epmd of its own on a free port, which `stop` kills again.
 
@@ -52,7 +53,7 @@ class PrivateBroker:
     def env(self) -> dict[str, str]:
         (self.root / "rabbitmq.conf").touch()
         (self.root / "rabbitmq-env.conf").touch()
-        (self.root / "enabled_plugins").write_text("[].\n")
+        (self.root / "enabled_plugins").write_text("[rabbitmq_consistent_hash_exchange].\n")  # adapter affinity
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
         return {
             **keep,

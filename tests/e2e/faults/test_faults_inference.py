@@ -129,9 +129,18 @@ def test_a_background_job_that_kills_every_worker_ends_failed(fault_topology, ap
 
     fresh_worker()
     background = api.background(16, lora=registered.name)
-    for delivery in range(1, INFERENCE_DELIVERY_LIMIT + 1):
+    # a delivery from a worker's affinity queue reaches the shared queue uncounted (it expires into it, and RabbitMQ
+    # keeps no redelivery mark across dead-lettering); the shared queue counts the rest. Whether the first one came
+    # that way depends on where the LoRA id hashes (earlier workers' queues are still bound): kill on every delivery
+    # until the job is dead-lettered
+    deliveries, last_kill = 0, time.monotonic()
+    while True:
         # the worker took the job, started its Response and is fetching the adapter: it "crashes"
-        wait_until(lambda n=delivery: held.hits >= n, f"delivery {delivery} of the background job")
+        wait_until(lambda n=deliveries: held.hits > n or api.response(background["id"])["status"] == "failed",
+                   f"delivery {deliveries + 1} of the background job, or its end")
+        if held.hits == deliveries:
+            break
+        deliveries = held.hits
         last_kill = time.monotonic()
         fresh_worker()
     faults["gpu-worker"].clear()
@@ -139,6 +148,6 @@ def test_a_background_job_that_kills_every_worker_ends_failed(fault_topology, ap
     done = api.wait_response(background["id"], is_terminal_response)
     assert done["status"] == "failed", done
     assert done["error"]["code"] == "job_dead_lettered" and "delivered" in done["error"]["message"], done
-    assert held.hits == INFERENCE_DELIVERY_LIMIT, "the job reached a handler again after its delivery limit"
+    assert INFERENCE_DELIVERY_LIMIT <= held.hits <= INFERENCE_DELIVERY_LIMIT + 1, held.hits
     figures["background job crashing its worker: deliveries before dead-letter"] = str(held.hits)
     figures["background job crashing its worker: last kill to `failed` (s)"] = f"{time.monotonic() - last_kill:.1f}"

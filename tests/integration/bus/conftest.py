@@ -80,6 +80,16 @@ class BusHarness:
             target = await channel.get_exchange(exchange)
             await target.publish(aio_pika.Message(body), routing_key)
 
+    async def delete_queue(self, name: str) -> None:
+        """Remove a queue a consumer declared for itself (the vhost outlives the test)."""
+        if self.kind == "inprocess":
+            self.broker.delete_queue(name)
+            return
+        connection = await aio_pika.connect(self.rabbit_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(name)
+
     async def kill(self, bus: Bus) -> None:
         """The consumer process dies: its connection goes, nothing is acked."""
         await bus.abort()  # type: ignore[attr-defined]

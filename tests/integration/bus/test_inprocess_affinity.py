@@ -11,12 +11,12 @@ from collections import Counter
 
 import pytest
 
-from shared.bus.base import BusRejected
 from shared.bus.inprocess import InProcessBus
-from shared.bus.inprocess_broker import Envelope, InProcessBroker
+from shared.bus.inprocess_broker import InProcessBroker
 from shared.bus.routing import consistent_hash_pick
 from shared.contracts import messages as m
 from shared.contracts import topology as t
+from tests.fixtures.polling import eventually
 from tests.integration.bus.conftest import Inbox
 from tests.integration.bus.messages import SOURCE
 
@@ -107,93 +107,6 @@ def key_of(owner: Worker, ring: list[Worker]) -> str:
     return next(f"lora-{n}" for n in range(1000) if consistent_hash_pick(bindings, f"lora-{n}") == owner.hot)
 
 
-async def until(condition, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.01)
-
-
-async def test_jobs_for_one_adapter_all_reach_the_same_worker(cluster):
-    publisher = await cluster.bus()
-    workers = [await cluster.worker(f"w{n}") for n in range(3)]
-    for n in range(30):
-        await publisher.publish(job(f"resp_{n}", f"lora-{n % 6}"), source=SOURCE)
-    await until(lambda: sum(len(w.inbox.deliveries) for w in workers) == 30)
-
-    owner: dict[str, int] = {}
-    for n, worker in enumerate(workers):
-        for delivery in worker.inbox.deliveries:
-            assert delivery.queue == worker.hot
-            assert owner.setdefault(delivery.event.data["adapter"]["lora_id"], n) == n
-    assert len(set(owner.values())) >= 2
-
-
-async def test_base_model_jobs_go_to_the_shared_queue(cluster):
-    publisher = await cluster.bus()
-    workers = [await cluster.worker(f"w{n}") for n in range(2)]
-    for n in range(4):
-        await publisher.publish(job(f"resp_{n}"), source=SOURCE)
-    await until(lambda: sum(len(w.inbox.deliveries) for w in workers) == 4)
-    assert {d.queue for w in workers for d in w.inbox.deliveries} == {SHARED}
-
-
-async def test_without_affinity_every_job_goes_to_the_shared_queue():
-    plain = Cluster(t.topology([SLUG], adapter_affinity=False))
-    try:
-        publisher = await plain.bus()
-        workers = [await plain.worker(f"w{n}") for n in range(2)]
-        for n in range(6):
-            await publisher.publish(job(f"resp_{n}", f"lora-{n}"), source=SOURCE)
-        await until(lambda: sum(len(w.inbox.deliveries) for w in workers) == 6)
-        assert {d.queue for w in workers for d in w.inbox.deliveries} == {SHARED}
-    finally:
-        await plain.close()
-
-
-async def test_a_full_affinity_queue_spills_the_next_publish_into_the_shared_queue(cluster):
-    publisher = await cluster.bus()
-    busy = Holding()
-    worker = await cluster.worker("busy", handler=busy, shared=False, max_ready=2, prefetch=1)
-    other = Inbox()
-    await (await cluster.bus()).consume(SHARED, other)
-
-    for n in range(4):  # one held by the worker, two ready (its limit), the fourth is refused there
-        await publisher.publish(job(f"resp_{n}", "lora-hot"), source=SOURCE)
-    spilled = await other.next()
-    assert (spilled.event.data["response_id"], spilled.queue) == ("resp_3", SHARED)
-    assert await publisher.queue_depth(worker.hot) == 2
-    with pytest.raises(BusRejected):  # what the bus saw: the broker refused it, no queue took it
-        cluster.broker.publish(Envelope(b"{}", t.affinity_exchange(SLUG), "lora-hot"))
-
-    busy.release.set()
-    await until(lambda: len(busy.held) == 3)
-    assert sorted(busy.held + [spilled.event.data["response_id"]]) == [f"resp_{n}" for n in range(4)]
-    assert len(other.deliveries) == 1
-
-
-async def test_jobs_a_crashed_worker_held_reach_another_worker_through_the_shared_queue_after_the_wait(cluster):
-    publisher = await cluster.bus()
-    doomed_handler = Holding()
-    doomed = await cluster.worker("doomed", handler=doomed_handler, shared=False, wait_ms=200)
-    published_at = asyncio.get_running_loop().time()
-    for n in range(3):
-        await publisher.publish(job(f"resp_{n}", "lora-1"), source=SOURCE)
-    await until(lambda: len(doomed_handler.held) == 3)
-    await doomed.bus.abort()
-
-    survivor = Inbox()
-    await (await cluster.bus()).consume(SHARED, survivor)
-    arrived = await survivor.take(3)
-    assert asyncio.get_running_loop().time() - published_at >= 0.19  # not before their wait was over
-    assert response_ids(arrived) == ["resp_0", "resp_1", "resp_2"]
-    assert {(d.queue, d.death.reason, d.death.queue) for d in arrived} == {(SHARED, "expired", doomed.hot)}
-    await asyncio.sleep(0.3)
-    assert len(survivor.deliveries) == 3  # nothing twice
-
-
 async def test_a_job_held_unacked_past_the_wait_does_not_expire(cluster):
     publisher = await cluster.bus()
     slow = Holding()
@@ -201,7 +114,7 @@ async def test_a_job_held_unacked_past_the_wait_does_not_expire(cluster):
     elsewhere = Inbox()
     await (await cluster.bus()).consume(SHARED, elsewhere)
     await publisher.publish(job("resp_slow", "lora-1"), source=SOURCE)
-    await until(lambda: slow.held == ["resp_slow"])
+    await eventually(lambda: slow.held == ["resp_slow"])
     await asyncio.sleep(0.3)
     slow.release.set()
     await asyncio.sleep(0.05)
@@ -215,7 +128,7 @@ async def test_jobs_expire_into_the_shared_queue_with_nobody_consuming(cluster):
     await publisher.publish(job("resp_1", "lora-1"), source=SOURCE)
     assert await publisher.queue_depth(worker.hot) == 1
 
-    await until(lambda: len(cluster.broker.queue(SHARED)) == 1)  # the broker's timer moved it
+    await eventually(lambda: len(cluster.broker.queue(SHARED)) == 1)  # the broker's timer moved it
     assert len(cluster.broker.queue(worker.hot)) == 0
     moved = Inbox()
     await publisher.consume(SHARED, moved)
@@ -248,7 +161,7 @@ async def test_a_queue_without_consumer_is_deleted_and_its_adapters_go_to_a_live
     await leaving.bus.close()
     closed_at = asyncio.get_running_loop().time()
 
-    await until(lambda: not cluster.broker.has_queue(leaving.hot))
+    await eventually(lambda: not cluster.broker.has_queue(leaving.hot))
     assert asyncio.get_running_loop().time() - closed_at >= 0.29
     await publisher.publish(job("resp_1", lora), source=SOURCE)
     delivery = await staying.inbox.next()
@@ -259,9 +172,9 @@ async def test_a_worker_declares_its_queue_again_after_a_reconnect_if_it_expired
     publisher = await cluster.bus()
     worker = await cluster.worker("flaky", shared=False, wait_ms=100, expires_ms=150, reconnect_delay=0.5)
     cluster.broker.close_all_connections()
-    await until(lambda: not cluster.broker.has_queue(worker.hot))
+    await eventually(lambda: not cluster.broker.has_queue(worker.hot))
 
-    await until(lambda: cluster.broker.has_queue(worker.hot))  # the reconnect: declared, then consumed again
+    await eventually(lambda: cluster.broker.has_queue(worker.hot))  # the reconnect: declared, then consumed again
     await publisher.publish(job("resp_1", "lora-1"), source=SOURCE)
     delivery = await worker.inbox.next()
     assert (delivery.queue, delivery.death) == (worker.hot, None)
@@ -275,9 +188,9 @@ async def test_every_job_is_handled_once_across_spills_and_a_crash(cluster):
     lora = key_of(doomed, [doomed, survivor])
     for n in range(10):
         await publisher.publish(job(f"resp_{n}", lora), source=SOURCE)
-    await until(lambda: len(doomed_handler.held) >= 2)
+    await eventually(lambda: len(doomed_handler.held) >= 2)
     await doomed.bus.abort()
 
-    await until(lambda: len(survivor.inbox.deliveries) == 10)
+    await eventually(lambda: len(survivor.inbox.deliveries) == 10)
     counts = Counter(d.event.data["response_id"] for d in survivor.inbox.deliveries)
     assert counts == Counter({f"resp_{n}": 1 for n in range(10)})

@@ -29,6 +29,7 @@ from shared.contracts.messages import (
 from shared.http.app import create_app
 from shared.platform import Platform
 from shared.settings import Settings
+from tests.fixtures.polling import eventually
 
 TINY = "loraserve/kimi-k2-tiny"
 TINY_SLUG = "kimi-k2-tiny"
@@ -178,11 +179,4 @@ async def start_stack(tmp_path, *, timeout: float = 5.0, worker: bool = True, am
     return Stack(platform, router, server, double, keys, loras, folded)
 
 
-async def wait_for(condition, timeout: float = 10.0) -> None:
-    """Poll until `condition()` holds (events are asynchronous); fail after a generous timeout."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + timeout
-    while not condition():
-        if loop.time() > until:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+wait_for = eventually  # events are asynchronous
