@@ -136,4 +136,6 @@ def build(platform: Platform) -> ServicePart:
         worker = Worker(entry, platform.bus, platform.blobs, platform.source, options, engine)
     except (PinLimit, ValueError) as exc:
         raise SystemExit(f"LORASERVE_WORKER_PINNED_LORAS: {exc}") from None
+    if engine is not None:
+        engine.pinned = worker.residency.is_pinned_key  # operators' pins hold in vLLM's slots too
     return part_for(worker, affinity_queue_for(platform, worker.slug))

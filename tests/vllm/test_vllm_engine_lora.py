@@ -94,6 +94,24 @@ async def test_evicted_adapters_reload_with_the_same_output(engine, adapter_dirs
     assert again == before
 
 
+async def test_a_pinned_adapter_stays_registered_through_churn_until_its_pin_is_lifted(engine, adapter_dirs):
+    pinned = read(engine, adapter_dirs["attention-r8"])
+    engine.pinned = lambda key: key == pinned.key
+    try:
+        before = (await run(engine, request(engine, PROMPTS[2], pinned)))[-1].output_text
+        pinned_id = (await engine.adapters.acquire(pinned)).lora_int_id  # registered already: its id
+        engine.adapters.release(pinned.key)
+        for name in ("mlp-r4", "patterns", "rslora-r16", "mlp-r4"):  # more than vLLM may hold besides the pin
+            await run(engine, request(engine, PROMPTS[1], read(engine, adapter_dirs[name])))
+            assert pinned.key in engine.adapters and pinned_id in await engine.llm.list_loras()
+        assert (await run(engine, request(engine, PROMPTS[2], pinned)))[-1].output_text == before
+    finally:
+        engine.pinned = lambda key: False
+    # lifted: vLLM's pin is released by removing the adapter once idle, at the next registration
+    await run(engine, request(engine, PROMPTS[1], read(engine, adapter_dirs["patterns"])))
+    assert pinned.key not in engine.adapters and pinned_id not in await engine.llm.list_loras()
+
+
 async def test_lora_ids_come_from_a_counter_never_reused(engine, adapter_dirs):
     seen = []
     for name in SERVED:

@@ -71,6 +71,10 @@ class Residency:
     def is_pinned(self, lora_id: str) -> bool:
         return lora_id in self._pins
 
+    def is_pinned_key(self, key: str) -> bool:
+        """Whether the adapter with this cache key belongs to a pinned LoRA."""
+        return self.lora_id_of(key) in self._pins
+
     @staticmethod
     def lora_id_of(key: str) -> str:
         return key.split(":", 1)[0]  # adapter keys are "<lora id>:<config file id>:<weights file id>"

@@ -7,12 +7,17 @@ request uses is never removed. When every registered adapter is in use, a reques
 waits for one to be released: vLLM must never evict on its own (past its capacity, rows of a mixed
 batch were seen served with another row's adapter). `lora_int_id`s come from a counter, never from a hash of an id:
 a collision would serve one org's adapter to another.
+
+Operators' pins (`pinned(key)`, the worker's residency) are never removed, and vLLM pins them too (`pin_lora`: kept
+in its GPU slots and CPU cache). vLLM has no unpin: an adapter whose pin was lifted is removed from vLLM once idle,
+and registered again, unpinned, when a request needs it.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +34,14 @@ class VllmAdapter:
 
 
 class RegisteredAdapters:
-    def __init__(self, llm, capacity: int):
+    def __init__(self, llm, capacity: int, pinned: Callable[[str], bool] = lambda key: False):
         self.llm = llm
         self.capacity = capacity
+        self.pinned = pinned
         self._ids = itertools.count(1)
         self._registered: OrderedDict[str, LoRARequest] = OrderedDict()
         self._in_use: dict[str, int] = {}
+        self._pinned_in_vllm: set[str] = set()
         self._changed = asyncio.Condition()
 
     def __contains__(self, key: str) -> bool:
@@ -48,6 +55,7 @@ class RegisteredAdapters:
     async def acquire(self, adapter: VllmAdapter) -> LoRARequest:
         """The adapter's LoRARequest, registered with vLLM; `release` it when its request ends."""
         async with self._changed:
+            await self._drop_lifted_pins()
             await self._changed.wait_for(lambda: adapter.key in self._registered or self._has_room())
             self._in_use[adapter.key] = self._in_use.get(adapter.key, 0) + 1
             request = self._registered.get(adapter.key)
@@ -60,6 +68,9 @@ class RegisteredAdapters:
                     raise
                 self._registered[adapter.key] = request
             self._registered.move_to_end(adapter.key)
+            if self.pinned(adapter.key) and adapter.key not in self._pinned_in_vllm:
+                await self.llm.pin_lora(request.lora_int_id)
+                self._pinned_in_vllm.add(adapter.key)
             await self._trim()
             return request
 
@@ -78,8 +89,11 @@ class RegisteredAdapters:
         else:
             self._in_use.pop(key, None)
 
+    def _removable(self, key: str) -> bool:
+        return key not in self._in_use and not self.pinned(key)
+
     def _has_room(self) -> bool:
-        return len(self._registered) < self.capacity or any(k not in self._in_use for k in self._registered)
+        return len(self._registered) < self.capacity or any(self._removable(k) for k in self._registered)
 
     def _new_request(self, adapter: VllmAdapter) -> LoRARequest:
         lora_id = next(self._ids)
@@ -89,5 +103,14 @@ class RegisteredAdapters:
         for key in list(self._registered):
             if len(self._registered) <= self.capacity:
                 return
-            if key not in self._in_use:
-                await self.llm.remove_lora(self._registered.pop(key).lora_int_id)
+            if self._removable(key):
+                await self._remove(key)
+
+    async def _drop_lifted_pins(self) -> None:
+        """vLLM keeps what it pinned in a GPU slot until removed: free the slots of pins operators lifted."""
+        for key in [k for k in self._pinned_in_vllm if self._removable(k) and k in self._registered]:
+            await self._remove(key)
+
+    async def _remove(self, key: str) -> None:
+        self._pinned_in_vllm.discard(key)
+        await self.llm.remove_lora(self._registered.pop(key).lora_int_id)

@@ -8,7 +8,7 @@ of `adapter_export`, checked against this engine's capabilities first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import torch
@@ -70,6 +70,8 @@ class VllmEngine:
         self.capabilities = capabilities("vllm")
         self.llm: AsyncLLM | None = None
         self.adapters: RegisteredAdapters | None = None
+        # adapter key -> whether an operator pinned its LoRA (the worker sets its residency's)
+        self.pinned: Callable[[str], bool] = lambda key: False
         self.targets: dict[str, TargetSpec] = {}
         self.lora_enabled = False
         self._running: set[str] = set()
@@ -86,7 +88,8 @@ class VllmEngine:
         self.targets = await asyncio.to_thread(meta_targets, model_dir)
         self.stop_token_ids = await asyncio.to_thread(stop_token_ids, model_dir, self.tokenizer)
         self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**arguments))
-        self.adapters = RegisteredAdapters(self.llm, registered_capacity(arguments, on_cpu))
+        self.adapters = RegisteredAdapters(self.llm, registered_capacity(arguments, on_cpu),
+                                           pinned=lambda key: self.pinned(key))
         log.info("vllm_engine_started", model=self.entry.id, lora=self.lora_enabled, on_cpu=on_cpu)
 
     async def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
