@@ -97,8 +97,6 @@ class Settings(BaseSettings):
     # it hot) and waits there up to affinity_wait_seconds before any worker may take it; routers and workers
     adapter_affinity: bool = True
     affinity_wait_seconds: float = Field(1.0, gt=0, le=60)
-    # a worker's affinity queue outlives the worker this long (its jobs have moved on to the shared queue by then)
-    affinity_queue_expires_seconds: float = Field(15.0, gt=1, le=3600)
     # adapters held in CPU memory per worker (vLLM's max_cpu_loras)
     worker_cpu_adapters: int = 32
     # where the served model's weights are mounted; unset: the catalogue's engine.model_path (or built from its seed)

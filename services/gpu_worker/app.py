@@ -5,14 +5,11 @@
 """
 from __future__ import annotations
 
-import os
-import socket
-import uuid
-
 from aiohttp import web
 from pydantic import ValidationError
 
 from services.gpu_worker.adapters.residency import PinLimit, parse_pins
+from services.gpu_worker.affinity import SeatOptions, take_seat
 from services.gpu_worker.engines.base import ServingEngine
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
 from services.gpu_worker.jobs.inference_jobs import handle_generate
@@ -64,19 +61,15 @@ def handlers(worker: Worker):
     return on_inference, on_validation, on_cancel
 
 
-def affinity_queue_for(platform: Platform, slug: str) -> topology.Queue | None:
-    """This worker's share of the model's adapters (None: affinity routing is off)."""
+def seat_options(platform: Platform) -> SeatOptions | None:
+    """How this worker sits in its model's affinity ring (None: affinity routing is off)."""
     settings = platform.settings
     if not settings.adapter_affinity:
         return None
-    # unique per process: a restarted pod starts a new queue, the old one moves its jobs on and expires
-    worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    return topology.affinity_queue(slug, worker_id, wait_ms=round(settings.affinity_wait_seconds * 1000),
-                                   max_ready=settings.worker_max_batch,
-                                   expires_ms=round(settings.affinity_queue_expires_seconds * 1000))
+    return SeatOptions(wait_ms=round(settings.affinity_wait_seconds * 1000), max_ready=settings.worker_max_batch)
 
 
-def lifecycle(worker: Worker, prefetch: int, affinity: topology.Queue | None = None):
+def lifecycle(worker: Worker, prefetch: int, affinity: SeatOptions | None = None):
     async def worker_ctx(app: web.Application):
         await worker.start()
         on_inference, on_validation, on_cancel = handlers(worker)
@@ -86,10 +79,12 @@ def lifecycle(worker: Worker, prefetch: int, affinity: topology.Queue | None = N
             await worker.bus.consume(topology.gpu_validation_queue(worker.slug), on_validation,
                                      prefetch=VALIDATION_PREFETCH),
         ]
+        seat = None
         if affinity is not None:
-            subscriptions.append(await worker.bus.consume(affinity, on_inference, prefetch=prefetch))
-            log.info("affinity_queue", queue=affinity.name)
+            seat = await take_seat(worker.bus, worker.slug, on_inference, prefetch=prefetch, options=affinity)
         yield
+        if seat is not None:
+            await seat.leave(worker.bus)
         for subscription in reversed(subscriptions):
             await subscription.close()
         await worker.stop()
@@ -97,7 +92,7 @@ def lifecycle(worker: Worker, prefetch: int, affinity: topology.Queue | None = N
     return worker_ctx
 
 
-def part_for(worker: Worker, affinity: topology.Queue | None = None) -> ServicePart:
+def part_for(worker: Worker, affinity: SeatOptions | None = None) -> ServicePart:
     # twice the batch: the worker then chooses which org's jobs run (org_share.py), not only the queue's order
     prefetch = 2 * worker.options.engine.max_batch
     return ServicePart(name=NAME, routes=pin_routes(worker.residency),
@@ -138,4 +133,4 @@ def build(platform: Platform) -> ServicePart:
         raise SystemExit(f"LORASERVE_WORKER_PINNED_LORAS: {exc}") from None
     if engine is not None:
         engine.pinned = worker.residency.is_pinned_key  # operators' pins hold in vLLM's slots too
-    return part_for(worker, affinity_queue_for(platform, worker.slug))
+    return part_for(worker, seat_options(platform))

@@ -144,6 +144,14 @@ class Bus(abc.ABC):
         affinity queue) by its spec, which is declared with its bindings first (and again after a reconnect)."""
 
     @abc.abstractmethod
+    async def consumers(self, queue: str) -> int:
+        """How many consumers a durable queue has now (0 when it does not exist)."""
+
+    @abc.abstractmethod
+    async def unbind(self, queue: Queue) -> None:
+        """Remove a consumer's own queue's bindings (it stops receiving; what it holds stays and is consumed)."""
+
+    @abc.abstractmethod
     async def subscribe(self, exchange: str, binding_keys: list[str], handler: Handler) -> Subscription:
         """Consume from a private exclusive queue bound to `exchange` (at-most-once, auto-ack)."""
 

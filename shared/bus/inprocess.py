@@ -215,6 +215,18 @@ class InProcessBus(Bus):
     async def queue_depth(self, queue: str) -> int:
         return len(self.broker.queue(queue))
 
+    async def consumers(self, queue: str) -> int:
+        try:
+            return self.broker.queue(queue).consumer_count
+        except BusError:
+            return 0
+
+    async def unbind(self, queue: Queue) -> None:
+        for exchange, key in queue.bindings:
+            self.broker.unbind(queue.name, exchange, key)
+        if queue.name in self._own:  # a reconnect declares the queue again, without its bindings
+            self._own[queue.name] = dataclasses.replace(queue, bindings=())
+
     def _spec(self, queue: str) -> Queue:
         if queue in self._own:
             return self._own[queue]

@@ -95,6 +95,11 @@ class InProcessBroker:
         if (binding_key, queue) not in bindings:
             bindings.append((binding_key, queue))
 
+    def unbind(self, queue: str, exchange: str, binding_key: str) -> None:
+        bindings = self._bindings.get(exchange, [])
+        if (binding_key, queue) in bindings:
+            bindings.remove((binding_key, queue))
+
     def delete_queue(self, name: str) -> None:
         """The queue goes with its bindings and the messages ready in it."""
         queue = self._queues.pop(name, None)

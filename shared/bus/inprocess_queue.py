@@ -128,6 +128,10 @@ class BrokerQueue:
                 self._waiters.remove(waiter)
 
     # -- consumers ------------------------------------------------------------------
+    @property
+    def consumer_count(self) -> int:
+        return len(self._consumers)
+
     def register(self, consumer: object) -> None:
         """A consumer started: the queue is in use, so `x-expires` does not run."""
         if consumer not in self._consumers:

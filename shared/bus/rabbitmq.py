@@ -197,6 +197,29 @@ class RabbitBus(Bus):
         self._subscriptions.append(subscription)
         return subscription
 
+    async def consumers(self, queue: str) -> int:
+        channel = await self._new_channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True, robust=False)
+            return declared.declaration_result.consumer_count or 0
+        except ChannelNotFoundEntity:
+            return 0
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def unbind(self, queue: Queue) -> None:
+        channel = await self._new_channel()
+        try:
+            declared = await channel.declare_queue(queue.name, passive=True, robust=False)
+            for exchange, key in queue.bindings:
+                await declared.unbind(exchange, key)
+        except ChannelNotFoundEntity:
+            return
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
     async def queue_depth(self, queue: str) -> int:
         spec = self._spec(queue)  # a passive declare of a missing queue would close the channel
         channel = await self._new_channel()

@@ -175,18 +175,21 @@ def inference_queue(slug: str) -> str:
 
 
 AFFINITY_WEIGHT = "1"  # every worker of a model takes an equal share of its adapters
+AFFINITY_SEATS = 64  # affinity queues per model; a worker beyond them consumes the shared queue only
 
 
-def affinity_queue(slug: str, worker_id: str, *, wait_ms: int, max_ready: int, expires_ms: int) -> Queue:
-    """One worker's share of its model's adapters: jobs for them wait here up to `wait_ms` for this worker (which
-    likely holds the adapter hot), then fall back to the shared queue; so does the overflow beyond `max_ready` and
-    everything a dead worker left (its unacked jobs come back here, expire, and move on). Durable and not
-    exclusive, so a broken connection loses nothing; deleted `expires_ms` after its worker stopped consuming."""
-    if expires_ms <= wait_ms:
-        raise ValueError("an affinity queue must outlive the wait of its messages")
+def affinity_queue(slug: str, seat: int, *, wait_ms: int, max_ready: int) -> Queue:
+    """One seat of the model's ring of workers, a share of its adapters: jobs for them wait here up to `wait_ms`
+    for the worker sitting in it (which likely holds the adapter hot), then fall back to the shared queue; so does
+    the overflow beyond `max_ready` and everything a dead worker left (its unacked jobs come back here, expire, and
+    move on). Seats are durable, never exclusive and never expire: a queue deleted while bound could take jobs
+    with it. A starting worker takes the lowest seat nobody consumes (the seat of a worker that died, first), and
+    one that stops unbinds its seat first (`services/gpu_worker/affinity.py`)."""
+    if not 0 <= seat < AFFINITY_SEATS:
+        raise ValueError(f"seat {seat} is outside 0..{AFFINITY_SEATS - 1}")
     home = inference_queue(slug)
     return Queue(
-        f"{home}.hot.{worker_id}",
+        f"{home}.hot.{seat}",
         QueueType.CLASSIC,
         bindings=((affinity_exchange(slug), AFFINITY_WEIGHT),),
         max_priority=MAX_PRIORITY,
@@ -194,7 +197,6 @@ def affinity_queue(slug: str, worker_id: str, *, wait_ms: int, max_ready: int, e
         expired_to=(COMMANDS, inference_key(slug)),
         message_ttl_ms=wait_ms,
         max_ready=max_ready,
-        expires_ms=expires_ms,
     )
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from shared.catalogue.catalogue import load_catalogue
 from shared.contracts.topology import (
+    AFFINITY_SEATS,
     ExchangeType,
     affinity_exchange,
     affinity_queue,
@@ -27,8 +28,8 @@ PLUGIN = "rabbitmq_consistent_hash_exchange"
 PLUGINS_PATH = "/etc/rabbitmq/enabled_plugins"
 ENSURE = DEPLOY / "ensure-rabbitmq.sh"
 SLUGS = load_catalogue().slugs()
-# worker ids as a worker might name itself (pod name, pod name and pid, a uuid)
-WORKER_IDS = ("worker-kimi-k2-tiny-7d9f8c6b5-x2x4q", "host.example-4242", "3f2b9c0e8a7d4e1f9b6a5c4d3e2f1a0b")
+# seats of a model's ring: the first, one in the middle, the last
+WORKER_IDS = (0, 7, AFFINITY_SEATS - 1)
 
 
 def _plugins(text: str) -> list[str]:
@@ -38,8 +39,8 @@ def _plugins(text: str) -> list[str]:
     return [name.strip() for name in term[1:-2].split(",")]
 
 
-def _affinity_queue_name(slug: str, worker_id: str) -> str:
-    return affinity_queue(slug, worker_id, wait_ms=1000, max_ready=8, expires_ms=15000).name
+def _affinity_queue_name(slug: str, seat: int) -> str:
+    return affinity_queue(slug, seat, wait_ms=1000, max_ready=8).name
 
 
 DEFINITIONS = [DEPLOY / "rabbitmq" / "definitions.json", K8S / "base" / "rabbitmq" / "definitions.json"]

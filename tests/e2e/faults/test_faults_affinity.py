@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from shared.contracts.topology import inference_queue
-from tests.e2e.faults.harness import MODEL, is_terminal_response, wait_until
+from tests.e2e.faults.harness import MODEL, is_terminal_response
 
 JOBS = 6
 
@@ -18,16 +18,14 @@ def hot_queues(broker) -> dict[str, int]:
 def test_jobs_routed_to_a_killed_worker_reach_the_next_one(fault_topology, broker, api, trained_adapter, figures):
     registered = api.register("affinity-kill", api.upload_adapter(trained_adapter))
     assert api.wait_lora_done(registered.name)["status"] == "ready"
-    before = set(hot_queues(broker))
-    assert before, "the worker declared no affinity queue"
+    assert hot_queues(broker), "the worker took no seat in the affinity ring"
 
     # long enough that the worker is still generating the first ones when it dies
     sent = [api.background(lora=registered.name)["id"] for _ in range(JOBS)]
     api.wait_response(sent[0], lambda doc: doc["status"] == "in_progress")
     killed_at = time.monotonic()
     fault_topology.sigkill("gpu-worker")
-    fault_topology.restart("gpu-worker")
-    wait_until(lambda: set(hot_queues(broker)) - before, "the new worker's affinity queue")
+    fault_topology.restart("gpu-worker")  # it takes the dead worker's seat (the lowest free one)
 
     done = [api.wait_response(response_id, is_terminal_response) for response_id in sent]
     assert all(doc["status"] in ("completed", "incomplete") for doc in done), [doc["status"] for doc in done]

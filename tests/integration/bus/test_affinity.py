@@ -4,7 +4,6 @@ to, falls back to the shared queue when that worker's queue is full or gone, and
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 
 import pytest
@@ -28,12 +27,11 @@ def adapter_job(response_id: str, lora_id: str) -> m.GenerateResponse:
 
 @pytest.fixture
 async def hot_queue(harness):
-    """Makes workers' affinity queues, deleted after the test (RabbitMQ's vhost lives for the whole session)."""
+    """Makes seats of the ring (one per worker of a test), deleted after it (RabbitMQ's vhost lives for the run)."""
     made: list[str] = []
 
-    def make(worker: str, *, wait_ms: int = 30_000, max_ready: int = 100, expires_ms: int = 60_000) -> t.Queue:
-        spec = t.affinity_queue(SLUG, f"{worker}-{uuid.uuid4().hex[:8]}", wait_ms=wait_ms, max_ready=max_ready,
-                                expires_ms=expires_ms)
+    def make(worker: str, *, wait_ms: int = 30_000, max_ready: int = 100) -> t.Queue:
+        spec = t.affinity_queue(SLUG, len(made), wait_ms=wait_ms, max_ready=max_ready)
         made.append(spec.name)
         return spec
 
@@ -122,7 +120,7 @@ async def test_jobs_a_dead_worker_held_reach_another_worker_after_the_wait(harne
         await asyncio.Event().wait()  # the process dies before it acks
 
     doomed = await harness.bus()
-    await doomed.consume(hot_queue("doomed", wait_ms=300, expires_ms=5_000), stuck, prefetch=2)
+    await doomed.consume(hot_queue("doomed", wait_ms=300), stuck, prefetch=2)
     for n in range(4):
         await bus.publish(adapter_job(f"resp_{n}", "lora-1"), source=SOURCE)
     await asyncio.wait_for(started.wait(), 10)

@@ -6,6 +6,7 @@ cases both buses share; these are the timing-dependent ones, with short TTLs).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 
@@ -58,6 +59,7 @@ class Cluster:
         self.topology = topology
         self.broker = InProcessBroker()
         self.buses: list[InProcessBus] = []
+        self.seats = 0
 
     async def bus(self, *, reconnect_delay: float = 0.05) -> InProcessBus:
         bus = InProcessBus(self.topology, broker=self.broker, drain_timeout=2.0, publish_timeout=5.0,
@@ -67,10 +69,13 @@ class Cluster:
         return bus
 
     async def worker(self, name: str, *, handler=None, shared: bool = True, wait_ms: int = 5_000,
-                     max_ready: int = 100, expires_ms: int = 10_000, prefetch: int = 10,
+                     max_ready: int = 100, expires_ms: int | None = None, prefetch: int = 10,
                      reconnect_delay: float = 0.05) -> Worker:
+        """A worker in the next seat; `expires_ms` gives its queue an x-expires (the emulation's, not a seat's)."""
         bus = await self.bus(reconnect_delay=reconnect_delay)
-        spec = t.affinity_queue(SLUG, name, wait_ms=wait_ms, max_ready=max_ready, expires_ms=expires_ms)
+        spec = t.affinity_queue(SLUG, self.seats, wait_ms=wait_ms, max_ready=max_ready)
+        spec = dataclasses.replace(spec, expires_ms=expires_ms)
+        self.seats += 1
         worker = Worker(bus, spec, Inbox())
         worker.subscriptions.append(await bus.consume(spec, handler or worker.inbox, prefetch=prefetch))
         if shared:
@@ -124,7 +129,7 @@ async def test_a_job_held_unacked_past_the_wait_does_not_expire(cluster):
 async def test_jobs_expire_into_the_shared_queue_with_nobody_consuming(cluster):
     publisher = await cluster.bus()
     worker = await cluster.worker("gone", shared=False, wait_ms=100)
-    await worker.stop_consuming()  # its queue stays (x-expires is 10 s), bound, with no consumer
+    await worker.stop_consuming()  # its queue stays, bound, with no consumer
     await publisher.publish(job("resp_1", "lora-1"), source=SOURCE)
     assert await publisher.queue_depth(worker.hot) == 1
 

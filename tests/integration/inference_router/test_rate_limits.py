@@ -3,8 +3,6 @@ x-ratelimit-* headers on every response, the SDKs' own retry, one limit for two 
 and a limiter outage failing open or closed (never a 500). Windows are short so retries take < 1 s."""
 from __future__ import annotations
 
-import asyncio
-
 import json
 import uuid
 

@@ -21,7 +21,7 @@ SHARED_REDIS = "redis://127.0.0.1:6379/0"
 START_TIMEOUT_S = 60.0  # a safety net for the processes' start, never an assertion about speed
 
 
-async def serve(service: str, data_dir: Path, keys_file: Path, per_window: int) -> tuple[subprocess.Popen, str]:
+def serve(service: str, data_dir: Path, keys_file: Path, per_window: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORASERVE_")}
     env.update(LORASERVE_DATA_DIR=str(data_dir), LORASERVE_KEYS_FILE=str(keys_file),
@@ -57,7 +57,7 @@ async def replicas(tmp_path):
     store = FileIdentityStore(keys_file, pepper=Settings().key_pepper)
     orgs = [f"org-{uuid.uuid4().hex[:12]}" for _ in range(2)]  # fresh counters in the shared Redis
     keys = {org: (await store.create(org))[1] for org in orgs}
-    started = [await serve(service, tmp_path / f"{service}-{i}", keys_file, per_window=3)
+    started = [serve(service, tmp_path / f"{service}-{i}", keys_file, per_window=3)
                for i, service in enumerate(("inference-router", "inference-router", "registry"))]
     try:
         async with aiohttp.ClientSession() as session:

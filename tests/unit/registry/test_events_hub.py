@@ -1,5 +1,7 @@
 """The SSE stream's pure parts: which types a filter selects, how an org's tail of the log answers a resume,
 and how log entries become frames (numbered by the log, so a client resumes exactly)."""
+import json
+
 import pytest
 
 from services.registry.event_log import Entry
@@ -9,7 +11,7 @@ from shared.contracts.errors import BadRequest
 
 
 def entry(seq: int, event_type: str = "lora.updated") -> Entry:
-    return Entry(seq=seq, type=event_type, event='{"type": "%s"}' % event_type)
+    return Entry(seq=seq, type=event_type, event=json.dumps({"type": event_type}))
 
 
 def test_the_log_binds_public_families_and_outcomes_never_internal_status_events():

@@ -1,0 +1,50 @@
+"""Workers' seats in a model's affinity ring, on both buses: a starting worker takes the lowest free seat (a dead
+worker's first), a stopping one unbinds before it drains, and the ring sends its adapters to the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.gpu_worker.affinity import SeatOptions, take_seat
+from shared.contracts import topology as t
+from tests.integration.bus.conftest import SLUGS, Inbox
+from tests.integration.bus.messages import SOURCE
+from tests.integration.bus.test_affinity import adapter_job
+
+SLUG = SLUGS[0]
+OPTIONS = SeatOptions(wait_ms=30_000, max_ready=100)
+
+
+@pytest.fixture
+async def seats(harness):
+    """Deletes the seats a test took (RabbitMQ's vhost lives for the whole run)."""
+    yield
+    await harness.close_all()
+    for number in range(4):
+        await harness.delete_queue(t.affinity_queue(SLUG, number, wait_ms=1, max_ready=1).name)
+
+
+async def test_workers_take_the_lowest_free_seat_and_a_dead_workers_seat_goes_to_the_next(harness, seats):
+    buses = [await harness.bus() for _ in range(3)]
+    taken = [await take_seat(bus, SLUG, Inbox(), prefetch=4, options=OPTIONS) for bus in buses]
+    assert [seat.queue.name.rsplit(".", 1)[1] for seat in taken] == ["0", "1", "2"]
+    assert await buses[0].consumers(taken[1].queue.name) == 1
+    assert await buses[0].consumers(f"{t.inference_queue(SLUG)}.hot.63") == 0  # never declared
+
+    await harness.kill(buses[1])
+    replacement = await take_seat(await harness.bus(), SLUG, Inbox(), prefetch=4, options=OPTIONS)
+    assert replacement.queue.name == taken[1].queue.name
+
+
+async def test_a_worker_that_leaves_gets_no_new_jobs_and_its_adapters_go_to_the_others(harness, seats):
+    publisher = await harness.bus()
+    leaving_inbox, staying_inbox = Inbox(), Inbox()
+    leaving = await take_seat(await harness.bus(), SLUG, leaving_inbox, prefetch=4, options=OPTIONS)
+    await take_seat(await harness.bus(), SLUG, staying_inbox, prefetch=4, options=OPTIONS)
+    await leaving.leave(publisher)
+
+    for n in range(20):
+        await publisher.publish(adapter_job(f"resp_{n}", f"lora-{n}"), source=SOURCE)
+    await staying_inbox.take(20)
+    assert leaving_inbox.deliveries == []
+    assert await publisher.consumers(leaving.queue.name) == 0
