@@ -5,12 +5,18 @@ start, adapters and all) and binds it to the model's consistent-hash exchange; a
 before it drains, so new jobs for its adapters go to the others at once. Two workers racing for one seat share it
 (no job is lost, only some affinity): the seat is a plain queue, not an exclusive one, which would drop what it
 held when its worker died.
+
+A seat whose worker died and that no new worker took stays bound: its adapters' jobs would each wait out the wait
+before the shared queue serves them. Every worker tends the ring (`tend_ring`): a seat found without a consumer at
+two checks in a row is unbound (its jobs then go to the live workers at once; the next worker to take it binds it
+again), and each worker binds its own seat again, in case a check raced with its start.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from shared.bus.base import Bus, Handler, Subscription
+from shared.bus.base import Bus, BusError, Handler, Subscription
 from shared.contracts import topology
 from shared.logging import get_logger
 
@@ -39,9 +45,40 @@ async def take_seat(bus: Bus, slug: str, handler: Handler, *, prefetch: int, opt
     """Consume the lowest free seat of the model's ring; None when all are taken (the shared queue still serves)."""
     for number in range(topology.AFFINITY_SEATS):
         queue = topology.affinity_queue(slug, number, wait_ms=options.wait_ms, max_ready=options.max_ready)
-        if await bus.consumers(queue.name) == 0:
+        if not await bus.consumers(queue.name):
             subscription = await bus.consume(queue, handler, prefetch=prefetch)
             log.info("affinity_seat_taken", queue=queue.name, seat=number)
             return Seat(queue, subscription)
     log.warning("affinity_seats_full", seats=topology.AFFINITY_SEATS)
     return None
+
+
+async def tend_ring(bus: Bus, seat: Seat, slug: str, options: SeatOptions, interval: float) -> None:
+    """Runs until cancelled: every `interval` seconds, bind our seat again and unbind orphaned seats."""
+    idle: set[int] = set()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await bus.bind(seat.queue)
+            idle = await unbind_orphans(bus, slug, options, own=seat.queue.name, idle_before=idle)
+        except BusError as exc:  # the broker is away: the next round tries again
+            log.warning("affinity_ring_check_failed", error=str(exc))
+
+
+async def unbind_orphans(bus: Bus, slug: str, options: SeatOptions, *, own: str, idle_before: set[int]) -> set[int]:
+    """Unbind the seats that have had no consumer since the last check; returns the seats idle now. Seats are
+    taken lowest first and never deleted, so the first seat that does not exist ends the ring."""
+    idle: set[int] = set()
+    for number in range(topology.AFFINITY_SEATS):
+        queue = topology.affinity_queue(slug, number, wait_ms=options.wait_ms, max_ready=options.max_ready)
+        if queue.name == own:
+            continue
+        consumers = await bus.consumers(queue.name)
+        if consumers is None:
+            break
+        if consumers == 0:
+            idle.add(number)
+            if number in idle_before:
+                await bus.unbind(queue)
+                log.debug("affinity_seat_unbound", queue=queue.name)  # again each round until taken
+    return idle

@@ -144,8 +144,12 @@ class Bus(abc.ABC):
         affinity queue) by its spec, which is declared with its bindings first (and again after a reconnect)."""
 
     @abc.abstractmethod
-    async def consumers(self, queue: str) -> int:
-        """How many consumers a durable queue has now (0 when it does not exist)."""
+    async def consumers(self, queue: str) -> int | None:
+        """How many consumers a durable queue has now; None when it does not exist."""
+
+    @abc.abstractmethod
+    async def bind(self, queue: Queue) -> None:
+        """Bind an existing queue of a consumer's own as its spec says (again: binding is idempotent)."""
 
     @abc.abstractmethod
     async def unbind(self, queue: Queue) -> None:

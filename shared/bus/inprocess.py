@@ -215,11 +215,15 @@ class InProcessBus(Bus):
     async def queue_depth(self, queue: str) -> int:
         return len(self.broker.queue(queue))
 
-    async def consumers(self, queue: str) -> int:
-        try:
-            return self.broker.queue(queue).consumer_count
-        except BusError:
-            return 0
+    async def consumers(self, queue: str) -> int | None:
+        return self.broker.queue(queue).consumer_count if self.broker.has_queue(queue) else None
+
+    async def bind(self, queue: Queue) -> None:
+        if self.broker.has_queue(queue.name):
+            for exchange, key in queue.bindings:
+                self.broker.bind(queue.name, exchange, key)
+        if queue.name in self._own:
+            self._own[queue.name] = queue
 
     async def unbind(self, queue: Queue) -> None:
         for exchange, key in queue.bindings:

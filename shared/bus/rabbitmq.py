@@ -197,23 +197,30 @@ class RabbitBus(Bus):
         self._subscriptions.append(subscription)
         return subscription
 
-    async def consumers(self, queue: str) -> int:
+    async def consumers(self, queue: str) -> int | None:
         channel = await self._new_channel()
         try:
             declared = await channel.declare_queue(queue, passive=True, robust=False)
             return declared.declaration_result.consumer_count or 0
         except ChannelNotFoundEntity:
-            return 0
+            return None
         finally:
             if not channel.is_closed:
                 await channel.close()
 
+    async def bind(self, queue: Queue) -> None:
+        await self._rebind(queue, bind=True)
+
     async def unbind(self, queue: Queue) -> None:
+        await self._rebind(queue, bind=False)
+
+    async def _rebind(self, queue: Queue, *, bind: bool) -> None:
+        """On a plain channel of its own: the consumer's robust one restores its bindings after a reconnect."""
         channel = await self._new_channel()
         try:
             declared = await channel.declare_queue(queue.name, passive=True, robust=False)
             for exchange, key in queue.bindings:
-                await declared.unbind(exchange, key)
+                await (declared.bind(exchange, key) if bind else declared.unbind(exchange, key))
         except ChannelNotFoundEntity:
             return
         finally:

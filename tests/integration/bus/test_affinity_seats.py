@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.gpu_worker.affinity import SeatOptions, take_seat
+from services.gpu_worker.affinity import SeatOptions, take_seat, unbind_orphans
 from shared.contracts import topology as t
 from tests.integration.bus.conftest import SLUGS, Inbox
 from tests.integration.bus.messages import SOURCE
@@ -29,7 +29,7 @@ async def test_workers_take_the_lowest_free_seat_and_a_dead_workers_seat_goes_to
     taken = [await take_seat(bus, SLUG, Inbox(), prefetch=4, options=OPTIONS) for bus in buses]
     assert [seat.queue.name.rsplit(".", 1)[1] for seat in taken] == ["0", "1", "2"]
     assert await buses[0].consumers(taken[1].queue.name) == 1
-    assert await buses[0].consumers(f"{t.inference_queue(SLUG)}.hot.63") == 0  # never declared
+    assert await buses[0].consumers(f"{t.inference_queue(SLUG)}.hot.63") is None  # never declared
 
     await harness.kill(buses[1])
     replacement = await take_seat(await harness.bus(), SLUG, Inbox(), prefetch=4, options=OPTIONS)
@@ -48,3 +48,23 @@ async def test_a_worker_that_leaves_gets_no_new_jobs_and_its_adapters_go_to_the_
     await staying_inbox.take(20)
     assert leaving_inbox.deliveries == []
     assert await publisher.consumers(leaving.queue.name) == 0
+
+
+async def test_a_dead_workers_seat_that_nobody_took_is_unbound_at_the_second_check(harness, seats):
+    publisher = await harness.bus()
+    live_inbox = Inbox()
+    live = await take_seat(await harness.bus(), SLUG, live_inbox, prefetch=20, options=OPTIONS)
+    dead_bus = await harness.bus()
+    dead = await take_seat(dead_bus, SLUG, Inbox(), prefetch=20, options=OPTIONS)
+    await harness.kill(dead_bus)
+
+    idle = await unbind_orphans(publisher, SLUG, OPTIONS, own=live.queue.name, idle_before=set())
+    assert idle == {1}  # seen idle once: still bound (its worker may be reconnecting)
+    idle = await unbind_orphans(publisher, SLUG, OPTIONS, own=live.queue.name, idle_before=idle)
+    for n in range(20):  # half of them hashed to the dead seat, where they would wait 30 s
+        await publisher.publish(adapter_job(f"resp_{n}", f"lora-{n}"), source=SOURCE)
+    await live_inbox.take(20)
+    assert all(d.queue == live.queue.name and d.death is None for d in live_inbox.deliveries)
+
+    await take_seat(await harness.bus(), SLUG, Inbox(), prefetch=4, options=OPTIONS)  # takes and binds seat 1
+    assert await publisher.consumers(dead.queue.name) == 1
