@@ -16,11 +16,20 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from shared.bus.base import Bus, BusError, Handler, Subscription
+from shared.bus.base import Bus, BusError, Delivery, Handler, Subscription
 from shared.contracts import topology
 from shared.logging import get_logger
 
 log = get_logger("gpu_worker.affinity")
+
+
+def route_of(delivery: Delivery, shared_queue: str) -> str:
+    """How an inference job reached this worker (the metric `loraserve_worker_jobs_received_total{route}`)."""
+    if delivery.queue != shared_queue:
+        return "seat"
+    if delivery.death is not None and delivery.death.reason == "expired":
+        return "shared_after_wait"
+    return "shared"
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from services.gpu_worker.adapters.residency import PinLimit, parse_pins
-from services.gpu_worker.affinity import SeatOptions, take_seat, tend_ring
+from services.gpu_worker.affinity import SeatOptions, route_of, take_seat, tend_ring
 from services.gpu_worker.engines.base import ServingEngine
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
 from services.gpu_worker.jobs.inference_jobs import handle_generate
 from services.gpu_worker.jobs.validation_jobs import handle_gpu_validation
+from services.gpu_worker.metrics import JOBS_RECEIVED
 from services.gpu_worker.pins import pin_routes
 from services.gpu_worker.worker import Worker, WorkerOptions
 from shared.bus.base import Delivery
@@ -47,7 +48,10 @@ def options_from(platform: Platform) -> WorkerOptions:
 def handlers(worker: Worker):
     """The routing table: queue or exchange -> handler."""
 
+    shared_queue = topology.inference_queue(worker.slug)
+
     async def on_inference(delivery: Delivery) -> None:
+        JOBS_RECEIVED.labels(worker.entry.id, route_of(delivery, shared_queue)).inc()
         await handle_generate(worker, delivery)
 
     async def on_validation(delivery: Delivery) -> None:

@@ -24,6 +24,9 @@ ADAPTER_LOAD_WAIT_SECONDS = Histogram("loraserve_worker_adapter_load_wait_second
                                       "Seconds a request waited for its adapter to be loaded into a tier (cpu: after "
                                       "its prompt was ready; slot: from the engine's accepting it to its admission)",
                                       ["model", "tier"], buckets=LOAD_BUCKETS)
+JOBS_RECEIVED = Counter("loraserve_worker_jobs_received_total",
+                        "Inference jobs by the way they came: seat (this worker's affinity seat), shared_after_wait "
+                        "(a seat's job whose worker did not take it in time), shared", ["model", "route"])
 GENERATED_TOKENS = Counter("loraserve_worker_generated_tokens_total", "Tokens generated", ["model"])
 TOKENS_PER_SECOND = Gauge("loraserve_worker_tokens_per_second", "Tokens per second over the last engine step",
                           ["model"])

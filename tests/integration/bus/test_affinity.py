@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from services.gpu_worker.affinity import route_of
 from shared.bus.base import DeadLetter
 from shared.contracts import messages as m
 from shared.contracts import topology as t
@@ -131,6 +132,7 @@ async def test_jobs_a_dead_worker_held_reach_another_worker_after_the_wait(harne
     await survivor.take(4)
     assert sorted(response_ids(survivor)) == [f"resp_{n}" for n in range(4)]
     assert Counter(d.death.reason for d in survivor.deliveries if d.death) == Counter({"expired": 4})
+    assert {route_of(d, SHARED) for d in survivor.deliveries} == {"shared_after_wait"}  # the worker's metric
 
 
 async def test_a_failed_job_is_retried_from_the_shared_queue_and_its_dead_letter_lands_in_the_shared_dlq(harness, hot_queue):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.gpu_worker.affinity import SeatOptions, take_seat, unbind_orphans
+from services.gpu_worker.affinity import SeatOptions, route_of, take_seat, unbind_orphans
 from shared.contracts import topology as t
 from tests.integration.bus.conftest import SLUGS, Inbox
-from tests.integration.bus.messages import SOURCE
+from tests.integration.bus.messages import SOURCE, inference_job
 from tests.integration.bus.test_affinity import adapter_job
 
 SLUG = SLUGS[0]
@@ -68,3 +68,15 @@ async def test_a_dead_workers_seat_that_nobody_took_is_unbound_at_the_second_che
 
     await take_seat(await harness.bus(), SLUG, Inbox(), prefetch=4, options=OPTIONS)  # takes and binds seat 1
     assert await publisher.consumers(dead.queue.name) == 1
+
+
+async def test_each_job_is_counted_by_the_way_it_came(harness, seats):
+    publisher = await harness.bus()
+    seat_inbox, shared_inbox = Inbox(), Inbox()
+    await take_seat(await harness.bus(), SLUG, seat_inbox, prefetch=4, options=OPTIONS)
+    await publisher.consume(t.inference_queue(SLUG), shared_inbox, prefetch=4)
+    await publisher.publish(adapter_job("resp_seat", "lora-1"), source=SOURCE)
+    await publisher.publish(inference_job("resp_base", SLUG), source=SOURCE)
+    shared = t.inference_queue(SLUG)
+    assert route_of(await seat_inbox.next(), shared) == "seat"
+    assert route_of(await shared_inbox.next(), shared) == "shared"
