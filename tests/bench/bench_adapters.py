@@ -1,4 +1,5 @@
-"""Thousands of adapters per worker: 1,000 rank-8 adapters under Zipf(1.0) popularity vs the same load over 8.
+"""Thousands of adapters per worker: 1,000 rank-8 adapters under Zipf(1.0) popularity vs the same load over 8, and
+the same 1,000-adapter load over 3 worker processes with and without adapter-affinity routing.
 
 One worker (its real tiers: a local blob store -> disk -> CPU -> slots, the eviction policy, staging and
 prefetch; jobs through the in-process bus) serving bench_engine's model (DeepseekV3 dense, hidden 1024 by
@@ -7,9 +8,15 @@ request at a time. `many`: 1,000 distinct rank-8 adapters on every Linear (synth
 safetensors layout), picked with Zipf(1.0). `few`: the same load over 8 adapters, all resident. Same slots
 and cache sizes for both. Each phase is warmed up first (caches reach steady state) and then measured.
 Prints the throughput of each and `many_over_few`, each tier's hit rate, p50/p99 cold-load seconds per
-tier, p99 time to first token for requests whose adapter was cold (in no slot when sent) vs hot; the last
-line is one JSON object. The multi-worker affinity part (`affinity_hit_rate`, `no_affinity_hit_rate`) is
-not measured here yet: printed as null. Run: `python -m tests.bench.bench_adapters [--requests N]`.
+tier, p99 time to first token for requests whose adapter was cold (in no slot when sent) vs hot.
+
+Then the multi-worker part (affinity_workers.py): the `many` load (same picks, same slots and cache sizes per
+worker) through `--workers` worker processes over RabbitMQ, once with affinity routing (a job goes to the worker its
+LoRA id hashes to) and once without (any worker takes any job), fresh workers and caches each time. Prints each
+configuration's slot, CPU and disk hit rates, how the requests spread over the workers and the throughput;
+`affinity_hit_rate` and `no_affinity_hit_rate` are the slot tier's (requests that found their adapter in a slot),
+`affinity_over_no_affinity` their ratio. The last line is one JSON object.
+Run: `python -m tests.bench.bench_adapters [--requests N] [--affinity-requests N] [--only-affinity]`.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import contextlib
 import statistics
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,125 +35,51 @@ import torch
 
 from services.gpu_worker.adapters.adapter_cache import adapter_key
 from services.gpu_worker.app import lifecycle
-from services.gpu_worker.engines.torch_engine.model_host import EngineOptions, ModelHost, host_engine
-from services.gpu_worker.engines.torch_engine.serving import SlotPolicy, TorchEngine
-from services.gpu_worker.engines.torch_engine.targets import discover_targets
-from services.gpu_worker.metrics import PrometheusObserver
-from services.gpu_worker.models.tiny_model import TINY_MODEL_ID
-from services.gpu_worker.models.tokenizer import build_tokenizer
-from services.gpu_worker.worker import Worker, WorkerOptions
 from shared.bus.inprocess import InProcessBus
-from shared.catalogue.catalogue import load_catalogue
 from shared.contracts import topology as t
-from shared.contracts.messages import AdapterRef, ChatMessage, GenerateResponse, ResponseDelta, SamplingParams
+from shared.contracts.messages import AdapterRef
 from shared.logging import configure as configure_logging
 from shared.stores.local_blobs import LocalBlobStore
 from tests.bench.adapters_workload import (
+    ENTRY,
     TIERS,
+    BenchWorker,
     Shape,
     Tally,
-    length_of,
+    bench_worker,
+    drive,
+    job_for,
+    lru_hit_rate,
     simulated_hit_rates,
     store_adapters,
+    streamed,
     zipf_picks,
 )
+from tests.bench.affinity_workers import measure_affinity
 from tests.bench.bench_engine import bench_config, build
-from tests.bench.common import CPU_NOTE, emit, percentile, print_table
-
-ENTRY = load_catalogue().get(TINY_MODEL_ID)  # its id, slug and adapter rules; the model itself is bench_engine's
-
-
-class TalliedObserver(PrometheusObserver):
-    def __init__(self, model, slots_in_use, tally_of):
-        super().__init__(model, slots_in_use)
-        self._tally = tally_of
-
-    def adapter_looked_up(self, resident):
-        super().adapter_looked_up(resident)
-        if resident:
-            self._tally().record("slot", True, 0.0)
-
-    def adapter_placed(self, placement, seconds):
-        super().adapter_placed(placement, seconds)
-        self._tally().record("slot", False, seconds)
-
-
-class BenchWorker(Worker):
-    """The worker as deployed, serving bench_engine's model instead of the catalogue's."""
-
-    shape: Shape
-    tally: Tally
-
-    def _torch_engine(self):
-        observer = TalliedObserver(self.entry.id, lambda: self.engine.slots_in_use, lambda: self.tally)
-        policy = SlotPolicy(self.residency, self.options.usage_half_life, self.options.slot_wait_bound)
-        return TorchEngine(self.entry, self.options.engine, observer, policy, build_host=self._host)
-
-    def _host(self, entry, options, observer) -> ModelHost:
-        model = build(bench_config(self.shape.hidden, self.shape.layers))
-        tokenizer = build_tokenizer()
-        targets = discover_targets(model)
-        engine = host_engine(model, tokenizer, options, observer)
-        engine.stop_token_ids = set()  # random weights: every request decodes its full length
-        engine.vocab_limit = 128  # ASCII bytes only: every token is a text delta
-        return ModelHost(entry, tokenizer, targets, engine)
-
-    def tap_tiers(self) -> None:
-        """Count the disk and CPU tiers' hits and timed misses beside their Prometheus metrics."""
-        for tier, owner, hook in (("disk", self.adapters.disk, "_on_fetch"), ("cpu", self.adapters, "_on_load")):
-            original = getattr(owner, hook)
-
-            def tapped(hit, seconds, tier=tier, original=original):
-                original(hit, seconds)
-                self.tally.record(tier, hit, seconds)
-
-            setattr(owner, hook, tapped)
+from tests.bench.common import CPU_NOTE, emit, exit_on_sigterm, percentile, print_table
 
 
 # -- the load --------------------------------------------------------------------------------------
 async def one_request(bus, worker: BenchWorker, ref: AdapterRef, number: int, shape: Shape) -> None:
     cold = worker.engine.host.engine.slots.slot_of(adapter_key(ref)) is None
-    job = GenerateResponse(response_id=f"resp_{number}", org_id="org-bench", model=ENTRY.id, model_slug=ENTRY.slug,
-                           messages=[ChatMessage(role="user", content=f"q{number}")],
-                           sampling=SamplingParams(max_tokens=length_of(number, shape), temperature=0.0), adapter=ref,
-                           stream=True)
-    started = time.perf_counter()
-    stream = await bus.request(job, source="bench/client")
-    first, event = None, None
-    while event is None or event.type == ResponseDelta.TYPE:
-        event = await stream.next(timeout=300)
-        first = first if first is not None else time.perf_counter() - started
-    await stream.close()
-    if event.type != "response.finished":
-        raise RuntimeError(f"request {number} failed: {event.data}")
+    first, tokens = await streamed(bus, job_for(ref, number, shape))
     worker.tally.ttft["cold" if cold else "hot"].append(first)
-    worker.tally.tokens += event.data["completion_tokens"]
+    worker.tally.tokens += tokens
 
 
-async def drive(bus, worker: BenchWorker, refs: list[AdapterRef], picks: list[int], shape: Shape) -> float:
-    """Send `picks` from `clients` concurrent clients; returns the seconds it took."""
-    queue = iter(enumerate(picks))
-
-    async def client():
-        for number, index in queue:
-            await one_request(bus, worker, refs[index], number, shape)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(shape.clients)))
-    return time.perf_counter() - started
+async def drive_worker(bus, worker: BenchWorker, refs: list[AdapterRef], picks: list[int], shape: Shape) -> float:
+    """Send `picks` from the shape's concurrent clients; returns the seconds it took."""
+    return await drive(picks, shape.clients,
+                       lambda number, index: one_request(bus, worker, refs[index], number, shape))
 
 
 @contextlib.asynccontextmanager
 async def serving(root: Path, blobs: LocalBlobStore, shape: Shape, adapter_bytes: int):
     bus = InProcessBus(t.topology([ENTRY.slug]))
     await bus.start()
-    options = WorkerOptions(engine=EngineOptions(num_slots=shape.slots, max_batch=shape.clients, max_len=512),
-                            cache_dir=root, disk_cache_bytes=shape.disk_adapters * (adapter_bytes + 4096),
-                            cpu_cache_bytes=shape.cpu_adapters * adapter_bytes)
-    BenchWorker.shape = shape
-    worker = BenchWorker(ENTRY, bus, blobs, "bench/gpu-worker", options)
-    worker.tally = Tally()
-    running = lifecycle(worker, prefetch=2 * shape.clients)(None)
+    worker = bench_worker(bus, blobs, root, shape, adapter_bytes)
+    running = lifecycle(worker, 2 * shape.clients, None)(None)
     await running.__anext__()
     worker.tap_tiers()
     try:
@@ -173,8 +107,8 @@ class Load:
 
 async def warm_up(load: Load, refs, shape: Shape) -> None:
     if load.population <= shape.slots:  # `few`: every adapter resident before the clock starts
-        await drive(load.bus, load.worker, refs, list(range(load.population)), shape)
-    await drive(load.bus, load.worker, refs, load.picks[: shape.warmup], shape)
+        await drive_worker(load.bus, load.worker, refs, list(range(load.population)), shape)
+    await drive_worker(load.bus, load.worker, refs, load.picks[: shape.warmup], shape)
     load.worker.tally = Tally()
 
 
@@ -182,7 +116,7 @@ async def measure_round(load: Load, refs, shape: Shape, index: int) -> None:
     per_round = shape.requests // shape.rounds
     start = shape.warmup + index * per_round
     tokens_before = load.worker.tally.tokens
-    load.seconds.append(await drive(load.bus, load.worker, refs, load.picks[start:start + per_round], shape))
+    load.seconds.append(await drive_worker(load.bus, load.worker, refs, load.picks[start:start + per_round], shape))
     load.tokens.append(load.worker.tally.tokens - tokens_before)
 
 
@@ -236,15 +170,22 @@ def summary(few: Load, many: Load, shape: Shape) -> dict:
         "cold_ttft_p99_s": percentile(tally.ttft["cold"], 99), "hot_ttft_p99_s": percentile(tally.ttft["hot"], 99),
         "few_ttft_p99_s": percentile(few_ttft["hot"] + few_ttft["cold"], 99),
         **{f"{tier}_policy_over_lru": policy / lru for tier, (lru, policy) in simulated.items()},
-        # the multi-worker part (3 workers over RabbitMQ, with and without affinity routing) fills these
-        "affinity_hit_rate": None, "no_affinity_hit_rate": None,
         "hidden_size": shape.hidden, "slots": shape.slots, "cpu_tier_adapters": shape.cpu_adapters,
         "disk_tier_adapters": shape.disk_adapters, "adapters": shape.adapters, "clients": shape.clients,
         "requests": shape.requests, "warmup": shape.warmup, "rounds": shape.rounds, "max_tokens": shape.max_tokens,
     }
 
 
-async def run_async(shape: Shape) -> dict:
+def print_lru_theory(picks: list[int], refs: list[AdapterRef], shape: Shape) -> None:
+    """What plain LRU makes of the multi-worker part's trace: every worker seeing every adapter vs each its share."""
+    spread = lru_hit_rate(picks, shape.slots, counted_from=shape.warmup)
+    split = lru_hit_rate(picks, shape.slots, lambda index: zlib.crc32(refs[index].lora_id.encode()) % shape.workers,
+                         counted_from=shape.warmup)
+    print(f"LRU replay of these picks, {shape.slots} slots per worker: any worker takes any job {spread:.3f}, "
+          f"adapters split over {shape.workers} workers by a hash {split:.3f} ({split / max(spread, 1e-9):.2f}x)")
+
+
+async def run_async(shape: Shape, only_affinity: bool = False) -> dict:
     torch.set_num_threads(shape.threads)
     with tempfile.TemporaryDirectory(prefix="bench-adapters-") as tmp:
         root = Path(tmp)
@@ -258,30 +199,40 @@ async def run_async(shape: Shape) -> dict:
         print(f"{shape.adapters} rank-{shape.rank} adapters on every Linear, {adapter_file_bytes / 2**20:.2f} MiB each, "
               f"stored in {time.perf_counter() - started:.1f} s; {shape.slots} slots, CPU tier {shape.cpu_adapters} "
               f"adapters, disk tier {shape.disk_adapters}; {shape.clients} clients, batch {shape.clients}, "
-              f"{shape.warmup} warm-up + {shape.requests} measured requests per load, {shape.max_tokens} tokens each",
-              flush=True)
-        few, many = await compare(root, blobs, refs, shape, adapter_file_bytes)
-    return summary(few, many, shape)
+              f"{shape.max_tokens} tokens per request", flush=True)
+        results = {}
+        if not only_affinity:
+            print(f"one worker: {shape.warmup} warm-up + {shape.requests} measured requests per load", flush=True)
+            results |= summary(*await compare(root, blobs, refs, shape, adapter_file_bytes), shape)
+        started = time.perf_counter()
+        picks = zipf_picks(shape.warmup + shape.affinity_requests, shape.adapters, seed=2)  # the `many` trace
+        results |= await measure_affinity(root, refs, picks, shape, adapter_file_bytes)
+        print_lru_theory(picks, refs, shape)
+        print(f"multi-worker part: {time.perf_counter() - started:.0f} s", flush=True)
+    return results
 
 
 @pytest.mark.bench
 def test_adapters_bench():
     results = asyncio.run(run_async(Shape(adapters=200, cpu_adapters=32, disk_adapters=100, slots=8, clients=8,
-                                          requests=160, warmup=80, rounds=2)))
+                                          requests=160, warmup=32, rounds=2, affinity_requests=48)))
     assert {"many_over_few", "cold_load_p50_s", "cold_ttft_p99_s", "hot_ttft_p99_s", "affinity_hit_rate",
-            "no_affinity_hit_rate"} <= results.keys()
+            "no_affinity_hit_rate", "affinity_cpu_hit_rate", "affinity_over_no_affinity"} <= results.keys()
+    assert 0 < results["no_affinity_hit_rate"] < 1  # the workers' tallies came back and counted every request
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = Shape()
     for name in ("hidden", "layers", "adapters", "slots", "cpu_adapters", "disk_adapters", "clients", "requests",
-                 "warmup", "rounds", "max_tokens", "threads"):
+                 "warmup", "rounds", "max_tokens", "threads", "workers", "affinity_requests"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    args = parser.parse_args()
-    shape = Shape(**{k: v for k, v in vars(args).items()})
+    parser.add_argument("--only-affinity", action="store_true", help="only the multi-worker part")
+    args = vars(parser.parse_args())
+    only_affinity = args.pop("only_affinity")
     configure_logging(production=False, level="WARNING")  # a readable log: no line per job
-    emit(asyncio.run(run_async(shape)))
+    exit_on_sigterm()  # `timeout` in make bench: the finally blocks stop the worker processes and drop the vhost
+    emit(asyncio.run(run_async(Shape(**args), only_affinity)))
 
 
 if __name__ == "__main__":
