@@ -2,9 +2,9 @@
 
 A starting worker takes the lowest seat nobody consumes (a dead worker's seat is taken over by the next one to
 start, adapters and all) and binds it to the model's consistent-hash exchange; a stopping one unbinds its seat
-before it drains, so new jobs for its adapters go to the others at once. Two workers racing for one seat share it
-(no job is lost, only some affinity): the seat is a plain queue, not an exclusive one, which would drop what it
-held when its worker died.
+before it drains, so new jobs for its adapters go to the others at once. A worker is its seat's exclusive
+consumer (two workers starting together never share one), but the seat is no exclusive queue, which would drop
+what it held when its worker died.
 
 A seat whose worker died and that no new worker took stays bound: its adapters' jobs would each wait out the wait
 before the shared queue serves them. Every worker tends the ring (`tend_ring`): a seat found without a consumer at
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from shared.bus.base import Bus, BusError, Delivery, Handler, Subscription
+from shared.bus.base import Bus, BusError, Delivery, Handler, QueueInUse, Subscription
 from shared.contracts import topology
 from shared.logging import get_logger
 
@@ -54,10 +54,14 @@ async def take_seat(bus: Bus, slug: str, handler: Handler, *, prefetch: int, opt
     """Consume the lowest free seat of the model's ring; None when all are taken (the shared queue still serves)."""
     for number in range(topology.AFFINITY_SEATS):
         queue = topology.affinity_queue(slug, number, wait_ms=options.wait_ms, max_ready=options.max_ready)
-        if not await bus.consumers(queue.name):
-            subscription = await bus.consume(queue, handler, prefetch=prefetch)
-            log.info("affinity_seat_taken", queue=queue.name, seat=number)
-            return Seat(queue, subscription)
+        if await bus.consumers(queue.name):
+            continue
+        try:
+            subscription = await bus.consume(queue, handler, prefetch=prefetch, exclusive=True)
+        except QueueInUse:
+            continue  # another worker starting at the same moment took it
+        log.info("affinity_seat_taken", queue=queue.name, seat=number)
+        return Seat(queue, subscription)
     log.warning("affinity_seats_full", seats=topology.AFFINITY_SEATS)
     return None
 

@@ -42,6 +42,10 @@ class BusError(Exception):
     """Publishing failed: unroutable, nacked by the broker, or disconnected."""
 
 
+class QueueInUse(BusError):
+    """An exclusive consume of a queue that already has a consumer (RabbitMQ: ACCESS_REFUSED)."""
+
+
 class BusRejected(BusError):
     """The broker surely did not take the message: no queue was bound, or the queue was full (reject-publish).
     Unlike a timeout, trying another route cannot duplicate it."""
@@ -139,9 +143,11 @@ class Bus(abc.ABC):
         its `id`, so consumers recognise it. Same confirms and errors as `publish`."""
 
     @abc.abstractmethod
-    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8) -> Subscription:
+    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8,
+                      exclusive: bool = False) -> Subscription:
         """Start consuming a durable queue: one of the topology's by name, or a consumer's own (a worker's
-        affinity queue) by its spec, which is declared with its bindings first (and again after a reconnect)."""
+        affinity seat) by its spec, which is declared with its bindings first (and again after a reconnect).
+        `exclusive`: be its only consumer, or raise `QueueInUse` (two workers never share a seat)."""
 
     @abc.abstractmethod
     async def consumers(self, queue: str) -> int | None:

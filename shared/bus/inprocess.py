@@ -23,7 +23,7 @@ import itertools
 import uuid
 
 from shared.bus import dispatch, policy
-from shared.bus.base import Bus, BusError, Handler, ReplyStream, Subscription, first_accepting
+from shared.bus.base import Bus, BusError, Handler, QueueInUse, ReplyStream, Subscription, first_accepting
 from shared.bus.inflight import InFlight
 from shared.bus.inprocess_broker import DEFAULT_EXCHANGE, Envelope, InProcessBroker
 from shared.bus.inprocess_consumers import Consumer, Settler, to_delivery
@@ -194,8 +194,11 @@ class InProcessBus(Bus):
             raise BusError(f"not connected after {self.publish_timeout}s") from None
 
     # -- consuming ------------------------------------------------------------------
-    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8) -> Subscription:
+    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8,
+                      exclusive: bool = False) -> Subscription:
         spec = self._declare_own(queue) if isinstance(queue, Queue) else self._spec(queue)
+        if exclusive and self.broker.queue(spec.name).consumer_count:
+            raise QueueInUse(f"queue {spec.name!r} has a consumer already")
         limit = policy.delivery_limit(spec, self.classic_delivery_limit)
         on_envelope = functools.partial(self._on_job, spec, limit, handler)
         return self._add_consumer(Consumer(self, spec.name, on_envelope, prefetch, acked=True))

@@ -16,10 +16,10 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
-from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
+from aiormq.exceptions import AMQPError, ChannelAccessRefused, ChannelLockedResource, ChannelNotFoundEntity
 
 from shared.bus import policy
-from shared.bus.base import Bus, BusError, Handler, ReplyStream, Subscription, first_accepting
+from shared.bus.base import Bus, BusError, Handler, QueueInUse, ReplyStream, Subscription, first_accepting
 from shared.bus.rabbitmq_consumers import EventSubscription, RabbitSubscription, on_job
 from shared.bus.rabbitmq_publisher import Publisher, declare_queue
 from shared.bus.replies import ReplyRouter
@@ -171,7 +171,8 @@ class RabbitBus(Bus):
         )
 
     # -- consuming ------------------------------------------------------------------
-    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8) -> Subscription:
+    async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8,
+                      exclusive: bool = False) -> Subscription:
         spec = queue if isinstance(queue, Queue) else self._spec(queue)
         limit = policy.delivery_limit(spec, self.classic_delivery_limit)
         channel = await self._new_channel()
@@ -179,7 +180,11 @@ class RabbitBus(Bus):
         declared = await declare_queue(channel, spec)
         subscription = RabbitSubscription(self, channel, declared)
         callback = functools.partial(on_job, self, spec, limit, handler, subscription)
-        subscription.consumer_tag = await declared.consume(callback)
+        try:
+            subscription.consumer_tag = await declared.consume(callback, exclusive=exclusive)
+        except (ChannelAccessRefused, ChannelLockedResource) as exc:
+            await channel.close()  # the broker closed it; its robust self reopened it
+            raise QueueInUse(f"queue {spec.name!r} has a consumer already") from exc
         self._subscriptions.append(subscription)
         return subscription
 

@@ -3,9 +3,12 @@ worker's first), a stopping one unbinds before it drains, and the ring sends its
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from services.gpu_worker.affinity import SeatOptions, route_of, take_seat, unbind_orphans
+from shared.bus.base import QueueInUse
 from shared.contracts import topology as t
 from tests.integration.bus.conftest import SLUGS, Inbox
 from tests.integration.bus.messages import SOURCE, inference_job
@@ -80,3 +83,19 @@ async def test_each_job_is_counted_by_the_way_it_came(harness, seats):
     shared = t.inference_queue(SLUG)
     assert route_of(await seat_inbox.next(), shared) == "seat"
     assert route_of(await shared_inbox.next(), shared) == "shared"
+
+
+async def test_workers_starting_together_never_share_a_seat(harness, seats):
+    buses = [await harness.bus() for _ in range(3)]
+    taken = await asyncio.gather(*(take_seat(bus, SLUG, Inbox(), prefetch=4, options=OPTIONS) for bus in buses))
+    assert sorted(seat.queue.name for seat in taken) == [
+        t.affinity_queue(SLUG, n, wait_ms=1, max_ready=1).name for n in range(3)]
+    for seat in taken:
+        assert await buses[0].consumers(seat.queue.name) == 1
+
+    with pytest.raises(QueueInUse):  # and the bus that was refused goes on working
+        await buses[1].consume(taken[0].queue, Inbox(), exclusive=True)
+    inbox = Inbox()
+    await buses[1].consume(t.inference_queue(SLUG), inbox)
+    await buses[1].publish(inference_job("resp_after", SLUG), source=SOURCE)
+    assert (await inbox.next()).event.data["response_id"] == "resp_after"
