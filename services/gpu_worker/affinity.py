@@ -10,17 +10,23 @@ A seat whose worker died and that no new worker took stays bound: its adapters' 
 before the shared queue serves them. Every worker tends the ring (`tend_ring`): a seat found without a consumer at
 two checks in a row is unbound (its jobs then go to the live workers at once; the next worker to take it binds it
 again), and each worker binds its own seat again, in case a check raced with its start.
+
+A seat made by workers with another wait or batch size (its queue arguments) cannot be declared as it is now: the
+first new worker to come to it unbinds it, lets what waits there expire into the shared queue, deletes it (only
+if empty and unused) and makes it anew.
 """
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 
-from shared.bus.base import Bus, BusError, Delivery, Handler, QueueInUse, Subscription
+from shared.bus.base import Bus, BusError, Delivery, Handler, QueueInUse, QueueMismatch, Subscription
 from shared.contracts import topology
 from shared.logging import get_logger
 
 log = get_logger("gpu_worker.affinity")
+RENEW_WITHIN_SECONDS = 65.0  # the longest wait a seat can have (LORASERVE_AFFINITY_WAIT_SECONDS <= 60), and some
+RENEW_POLL_SECONDS = 0.25
 
 
 def route_of(delivery: Delivery, shared_queue: str) -> str:
@@ -56,14 +62,33 @@ async def take_seat(bus: Bus, slug: str, handler: Handler, *, prefetch: int, opt
         queue = topology.affinity_queue(slug, number, wait_ms=options.wait_ms, max_ready=options.max_ready)
         if await bus.consumers(queue.name):
             continue
-        try:
-            subscription = await bus.consume(queue, handler, prefetch=prefetch, exclusive=True)
-        except QueueInUse:
-            continue  # another worker starting at the same moment took it
-        log.info("affinity_seat_taken", queue=queue.name, seat=number)
-        return Seat(queue, subscription)
+        subscription = await _claim(bus, queue, handler, prefetch)
+        if subscription is not None:
+            log.info("affinity_seat_taken", queue=queue.name, seat=number)
+            return Seat(queue, subscription)
     log.warning("affinity_seats_full", seats=topology.AFFINITY_SEATS)
     return None
+
+
+async def _claim(bus: Bus, queue: topology.Queue, handler: Handler, prefetch: int) -> Subscription | None:
+    try:
+        return await bus.consume(queue, handler, prefetch=prefetch, exclusive=True)
+    except QueueInUse:
+        return None  # another worker starting at the same moment took it
+    except QueueMismatch:
+        pass  # made by workers with another wait or batch: renew it, or it would stay unusable
+    log.info("affinity_seat_renewed", queue=queue.name)
+    await bus.unbind(queue)  # nothing new arrives; what waits there expires into the shared queue (its own wait)
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + RENEW_WITHIN_SECONDS
+    while not await bus.delete_if_empty(queue.name):
+        if loop.time() > give_up_at:
+            return None  # someone else consumes it now, or its jobs do not expire: leave it be
+        await asyncio.sleep(RENEW_POLL_SECONDS)
+    try:
+        return await bus.consume(queue, handler, prefetch=prefetch, exclusive=True)
+    except (QueueInUse, QueueMismatch):
+        return None
 
 
 async def tend_ring(bus: Bus, seat: Seat, slug: str, options: SeatOptions, interval: float) -> None:

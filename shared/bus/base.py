@@ -46,6 +46,10 @@ class QueueInUse(BusError):
     """An exclusive consume of a queue that already has a consumer (RabbitMQ: ACCESS_REFUSED)."""
 
 
+class QueueMismatch(BusError):
+    """A queue exists with other arguments than the spec declares (RabbitMQ: PRECONDITION_FAILED)."""
+
+
 class BusRejected(BusError):
     """The broker surely did not take the message: no queue was bound, or the queue was full (reject-publish).
     Unlike a timeout, trying another route cannot duplicate it."""
@@ -156,6 +160,10 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def bind(self, queue: Queue) -> None:
         """Bind an existing queue of a consumer's own as its spec says (again: binding is idempotent)."""
+
+    @abc.abstractmethod
+    async def delete_if_empty(self, queue: str) -> bool:
+        """Delete a consumer's own queue if it holds no message and has no consumer; True when it is gone."""
 
     @abc.abstractmethod
     async def unbind(self, queue: Queue) -> None:

@@ -221,6 +221,16 @@ class InProcessBus(Bus):
     async def consumers(self, queue: str) -> int | None:
         return self.broker.queue(queue).consumer_count if self.broker.has_queue(queue) else None
 
+    async def delete_if_empty(self, queue: str) -> bool:
+        if not self.broker.has_queue(queue):
+            return True
+        source = self.broker.queue(queue)
+        if len(source) or source.consumer_count:
+            return False
+        self.broker.delete_queue(queue)
+        self._own.pop(queue, None)
+        return True
+
     async def bind(self, queue: Queue) -> None:
         if self.broker.has_queue(queue.name):
             for exchange, key in queue.bindings:

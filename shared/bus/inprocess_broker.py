@@ -23,7 +23,7 @@ import itertools
 import time
 from typing import Any, Protocol
 
-from shared.bus.base import BusError, BusRejected
+from shared.bus.base import BusError, BusRejected, QueueMismatch
 from shared.bus.inprocess_queue import BrokerQueue, Envelope
 from shared.bus.routing import route, weight_of
 from shared.contracts.topology import ExchangeType, Queue, Topology, is_mandatory
@@ -79,7 +79,7 @@ class InProcessBroker:
         if queue.owner is not owner:
             raise BusError(f"queue {name!r} is exclusive to another connection")
         if spec is not None and queue.spec is not None and queue.spec.arguments() != spec.arguments():
-            raise BusError(f"queue {name!r} exists with other arguments (PRECONDITION_FAILED)")
+            raise QueueMismatch(f"queue {name!r} exists with other arguments (PRECONDITION_FAILED)")
         queue.touch()  # a re-declaration counts as use: x-expires starts again
         return queue
 

@@ -16,10 +16,25 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
-from aiormq.exceptions import AMQPError, ChannelAccessRefused, ChannelLockedResource, ChannelNotFoundEntity
+from aiormq.exceptions import (
+    AMQPError,
+    ChannelAccessRefused,
+    ChannelLockedResource,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+)
 
 from shared.bus import policy
-from shared.bus.base import Bus, BusError, Handler, QueueInUse, ReplyStream, Subscription, first_accepting
+from shared.bus.base import (
+    Bus,
+    BusError,
+    Handler,
+    QueueInUse,
+    QueueMismatch,
+    ReplyStream,
+    Subscription,
+    first_accepting,
+)
 from shared.bus.rabbitmq_consumers import EventSubscription, RabbitSubscription, on_job
 from shared.bus.rabbitmq_publisher import Publisher, declare_queue
 from shared.bus.replies import ReplyRouter
@@ -177,7 +192,11 @@ class RabbitBus(Bus):
         limit = policy.delivery_limit(spec, self.classic_delivery_limit)
         channel = await self._new_channel()
         await channel.set_qos(prefetch_count=max(1, prefetch))
-        declared = await declare_queue(channel, spec)
+        try:
+            declared = await declare_queue(channel, spec)
+        except ChannelPreconditionFailed as exc:
+            await channel.close()
+            raise QueueMismatch(f"queue {spec.name!r} exists with other arguments: {policy.describe(exc)}") from exc
         subscription = RabbitSubscription(self, channel, declared)
         callback = functools.partial(on_job, self, spec, limit, handler, subscription)
         try:
@@ -209,6 +228,19 @@ class RabbitBus(Bus):
             return declared.declaration_result.consumer_count or 0
         except ChannelNotFoundEntity:
             return None
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def delete_if_empty(self, queue: str) -> bool:
+        channel = await self._new_channel()
+        try:
+            await channel.queue_delete(queue, if_empty=True, if_unused=True)
+            return True
+        except ChannelNotFoundEntity:
+            return True
+        except ChannelPreconditionFailed:
+            return False
         finally:
             if not channel.is_closed:
                 await channel.close()

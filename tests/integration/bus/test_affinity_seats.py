@@ -99,3 +99,22 @@ async def test_workers_starting_together_never_share_a_seat(harness, seats):
     await buses[1].consume(t.inference_queue(SLUG), inbox)
     await buses[1].publish(inference_job("resp_after", SLUG), source=SOURCE)
     assert (await inbox.next()).event.data["response_id"] == "resp_after"
+
+
+async def test_a_seat_made_with_other_settings_is_renewed_without_losing_what_waits_in_it(harness, seats):
+    publisher = await harness.bus()
+    old = SeatOptions(wait_ms=200, max_ready=100)
+    old_bus = await harness.bus()
+    await take_seat(old_bus, SLUG, Inbox(), prefetch=1, options=old)
+    await harness.kill(old_bus)  # its seat stays, bound, with a job waiting in it
+    await publisher.publish(adapter_job("resp_waiting", "lora-1"), source=SOURCE)
+    shared = Inbox()
+    await publisher.consume(t.inference_queue(SLUG), shared)
+
+    new_inbox = Inbox()
+    seat = await take_seat(await harness.bus(), SLUG, new_inbox, prefetch=4,
+                           options=SeatOptions(wait_ms=30_000, max_ready=8))
+    assert seat.queue.name.endswith(".hot.0") and seat.queue.max_ready == 8
+    assert (await shared.next()).event.data["response_id"] == "resp_waiting"  # moved on, not deleted with it
+    await publisher.publish(adapter_job("resp_new", "lora-1"), source=SOURCE)
+    assert (await new_inbox.next()).event.data["response_id"] == "resp_new"
