@@ -10,6 +10,7 @@ from aiohttp import web
 from shared.catalogue.catalogue import load_catalogue
 from shared.cli.vllm_env import ensure_vllm_process
 from shared.composition import HTTP_SERVICES, embedded_app, service_app
+from shared.http.unparsed import install as install_envelope_for_unparsed_requests
 from shared.identity.store import FileIdentityStore
 from shared.logging import configure
 from shared.settings import Settings
@@ -73,6 +74,11 @@ async def seed_dev_keys(settings: Settings, pairs: list[str]) -> list[tuple[str,
     return [("default", key)]
 
 
+def serve_app(app: web.Application, settings: Settings) -> None:
+    install_envelope_for_unparsed_requests()
+    web.run_app(app, host=settings.host, port=settings.port, print=None)
+
+
 def cmd_dev(args) -> int:
     settings = _settings(args)
     configure(production=settings.production)
@@ -82,14 +88,14 @@ def cmd_dev(args) -> int:
     print(f"LoRAServe (embedded) on {base_url}   data: {settings.data_dir.resolve()}", flush=True)
     for org, key in keys:
         print(f"  org {org}: export OPENAI_BASE_URL={base_url} OPENAI_API_KEY={key}", flush=True)
-    web.run_app(embedded_app(settings), host=settings.host, port=settings.port, print=None)
+    serve_app(embedded_app(settings), settings)
     return 0
 
 
 def cmd_serve(args) -> int:
     settings = _settings(args)
     configure(production=settings.production)
-    web.run_app(service_app(settings, args.service), host=settings.host, port=settings.port, print=None)
+    serve_app(service_app(settings, args.service), settings)
     return 0
 
 
@@ -102,5 +108,5 @@ def cmd_worker(args) -> int:
     if engine == "vllm":
         ensure_vllm_process(settings, sys.argv[1:])
     configure(production=settings.production)
-    web.run_app(service_app(settings, "gpu-worker"), host=settings.host, port=settings.port, print=None)
+    serve_app(service_app(settings, "gpu-worker"), settings)
     return 0

@@ -71,17 +71,20 @@ def test_an_oversize_body_sent_without_a_length_is_a_413_envelope_too(dev_server
     {"x-padding": "x" * 64 * 1024},
     {f"x-h{i}": "v" for i in range(300)},
 ], ids=["one 64 KiB header", "300 headers"])
-def test_oversize_headers_are_a_4xx_not_a_500(dev_server, headers):
+def test_oversize_headers_are_a_4xx_envelope_not_a_500(dev_server, headers):
     response = requests.get(dev_server.url + "/v1/loras", headers={**dev_server.auth("tidy"), **headers},
                             timeout=PATIENCE_SECONDS)
     assert 400 <= response.status_code < 500, response.status_code
+    assert_envelope(response, "/v1/loras", response.status_code)  # refused by the HTTP parser, still the envelope
     assert requests.get(dev_server.url + "/healthz", timeout=PATIENCE_SECONDS).status_code == 200
 
 
-def test_an_oversize_url_is_a_4xx_not_a_500(dev_server):
-    response = requests.get(dev_server.url + "/v1/loras/" + "a" * 64 * 1024, headers=dev_server.auth("tidy"),
-                            timeout=PATIENCE_SECONDS)
-    assert 400 <= response.status_code < 500, response.status_code
+@pytest.mark.parametrize("path", ["/v1/loras/" + "a" * 64 * 1024,
+                                  "/v1/organization/usage/completions?" + "&".join(["lora_ids=x" * 40] * 40)])
+def test_an_oversize_url_is_a_400_envelope_not_a_500(dev_server, path):
+    response = requests.get(dev_server.url + path, headers=dev_server.auth("tidy"), timeout=PATIENCE_SECONDS)
+    assert_envelope(response, path.split("?")[0], 400)
+    assert response.headers["Content-Type"].startswith("application/json")
 
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
