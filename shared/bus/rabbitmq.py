@@ -10,8 +10,10 @@ after a reconnect. Each consumer has its own channel (its own prefetch).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -222,28 +224,22 @@ class RabbitBus(Bus):
         return subscription
 
     async def consumers(self, queue: str) -> int | None:
-        channel = await self._new_channel()
-        try:
-            declared = await channel.declare_queue(queue, passive=True, robust=False)
+        async with self._one_off_channel() as channel:
+            try:
+                declared = await channel.declare_queue(queue, passive=True, robust=False)
+            except ChannelNotFoundEntity:
+                return None
             return declared.declaration_result.consumer_count or 0
-        except ChannelNotFoundEntity:
-            return None
-        finally:
-            if not channel.is_closed:
-                await channel.close()
 
     async def delete_if_empty(self, queue: str) -> bool:
-        channel = await self._new_channel()
-        try:
-            await channel.queue_delete(queue, if_empty=True, if_unused=True)
+        async with self._one_off_channel() as channel:
+            try:
+                await channel.queue_delete(queue, if_empty=True, if_unused=True)
+            except ChannelPreconditionFailed:
+                return False
+            except ChannelNotFoundEntity:
+                pass
             return True
-        except ChannelNotFoundEntity:
-            return True
-        except ChannelPreconditionFailed:
-            return False
-        finally:
-            if not channel.is_closed:
-                await channel.close()
 
     async def bind(self, queue: Queue) -> None:
         await self._rebind(queue, bind=True)
@@ -253,25 +249,29 @@ class RabbitBus(Bus):
 
     async def _rebind(self, queue: Queue, *, bind: bool) -> None:
         """On a plain channel of its own: the consumer's robust one restores its bindings after a reconnect."""
-        channel = await self._new_channel()
-        try:
-            declared = await channel.declare_queue(queue.name, passive=True, robust=False)
+        async with self._one_off_channel() as channel:
+            try:
+                declared = await channel.declare_queue(queue.name, passive=True, robust=False)
+            except ChannelNotFoundEntity:
+                return
             for exchange, key in queue.bindings:
                 await (declared.bind(exchange, key) if bind else declared.unbind(exchange, key))
-        except ChannelNotFoundEntity:
-            return
-        finally:
-            if not channel.is_closed:
-                await channel.close()
 
     async def queue_depth(self, queue: str) -> int:
         spec = self._spec(queue)  # a passive declare of a missing queue would close the channel
+        async with self._one_off_channel() as channel:
+            try:
+                declared = await channel.declare_queue(spec.name, passive=True, robust=False)
+            except ChannelNotFoundEntity as exc:
+                raise BusError(f"no queue {queue!r}") from exc
+            return declared.declaration_result.message_count or 0
+
+    @contextlib.asynccontextmanager
+    async def _one_off_channel(self) -> AsyncIterator[AbstractRobustChannel]:
+        """A channel for one question to the broker; a 404 or 406 answer closes it, so it is nobody else's."""
         channel = await self._new_channel()
         try:
-            declared = await channel.declare_queue(spec.name, passive=True, robust=False)
-            return declared.declaration_result.message_count or 0
-        except ChannelNotFoundEntity as exc:
-            raise BusError(f"no queue {queue!r}") from exc
+            yield channel
         finally:
             if not channel.is_closed:
                 await channel.close()
