@@ -7,9 +7,11 @@ consumer (two workers starting together never share one), but the seat is no exc
 what it held when its worker died.
 
 A seat whose worker died and that no new worker took stays bound: its adapters' jobs would each wait out the wait
-before the shared queue serves them. Every worker tends the ring (`tend_ring`): a seat found without a consumer at
+before the shared queue serves them. Every worker tends the ring (`Ring.check`): a seat found without a consumer at
 two checks in a row is unbound (its jobs then go to the live workers at once; the next worker to take it binds it
-again), and each worker binds its own seat again, in case a check raced with its start.
+again), each worker binds its own seat again, in case a check raced with its start, and a worker whose seat's
+consumer was lost with its connection takes a seat again (the lowest free one: its own, unless another worker took
+it meanwhile).
 
 A seat made by workers with another wait or batch size (its queue arguments) cannot be declared as it is now: the
 first new worker to come to it unbinds it, lets what waits there expire into the shared queue, deletes it (only
@@ -91,19 +93,46 @@ async def _claim(bus: Bus, queue: topology.Queue, handler: Handler, prefetch: in
         return None
 
 
-async def tend_ring(bus: Bus, seat: Seat, slug: str, options: SeatOptions, interval: float) -> None:
-    """Runs until cancelled: every `interval` seconds, bind our seat again and unbind orphaned seats."""
-    idle: set[int] = set()
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await bus.bind(seat.queue)
-            idle = await unbind_orphans(bus, slug, options, own=seat.queue.name, idle_before=idle)
-        except BusError as exc:  # the broker is away: the next round tries again
-            log.warning("affinity_ring_check_failed", error=str(exc))
+class Ring:
+    """This worker's place in its model's ring: its seat, taken again whenever it was lost (the bus does not restore
+    a seat's consumer after a reconnect: another worker may hold the seat by then), and the ring's upkeep."""
+
+    def __init__(self, bus: Bus, slug: str, handler: Handler, *, prefetch: int, options: SeatOptions) -> None:
+        self.bus, self.slug, self.handler, self.prefetch, self.options = bus, slug, handler, prefetch, options
+        self.seat: Seat | None = None
+        self._idle: set[int] = set()
+
+    async def join(self) -> None:
+        self.seat = await take_seat(self.bus, self.slug, self.handler, prefetch=self.prefetch, options=self.options)
+
+    async def tend(self, interval: float) -> None:
+        """Runs until cancelled: every `interval` seconds, `check`."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check()
+            except BusError as exc:  # the broker is away: the next round tries again
+                log.warning("affinity_ring_check_failed", error=str(exc))
+
+    async def check(self) -> None:
+        """Take a seat again if ours was lost, bind ours again, and unbind orphaned seats."""
+        if self.seat is None or self.seat.subscription.lost:
+            if self.seat is not None:
+                await self.seat.subscription.close()
+                log.info("affinity_seat_lost", queue=self.seat.queue.name)
+            await self.join()
+        if self.seat is not None:
+            await self.bus.bind(self.seat.queue)
+        own = self.seat.queue.name if self.seat is not None else None
+        self._idle = await unbind_orphans(self.bus, self.slug, self.options, own=own, idle_before=self._idle)
+
+    async def leave(self) -> None:
+        if self.seat is not None and not self.seat.subscription.lost:
+            await self.seat.leave(self.bus)
 
 
-async def unbind_orphans(bus: Bus, slug: str, options: SeatOptions, *, own: str, idle_before: set[int]) -> set[int]:
+async def unbind_orphans(bus: Bus, slug: str, options: SeatOptions, *, own: str | None,
+                         idle_before: set[int]) -> set[int]:
     """Unbind the seats that have had no consumer since the last check; returns the seats idle now. Seats are
     taken lowest first and never deleted, so the first seat that does not exist ends the ring."""
     idle: set[int] = set()

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from services.gpu_worker.adapters.residency import PinLimit, parse_pins
-from services.gpu_worker.affinity import SeatOptions, route_of, take_seat, tend_ring
+from services.gpu_worker.affinity import Ring, SeatOptions, route_of
 from services.gpu_worker.engines.base import ServingEngine
 from services.gpu_worker.engines.torch_engine.model_host import EngineOptions
 from services.gpu_worker.jobs.inference_jobs import handle_generate
@@ -29,7 +29,7 @@ from shared.platform import Platform, ServicePart
 
 NAME = "gpu-worker"
 VALIDATION_PREFETCH = 2
-RING_CHECK_SECONDS = 30.0  # how often a worker looks for seats of dead workers that nobody took
+RING_CHECK_SECONDS = 10.0  # how often a worker checks its seat and looks for seats of dead workers nobody took
 log = get_logger("gpu_worker")
 
 
@@ -86,18 +86,16 @@ def lifecycle(worker: Worker, prefetch: int, affinity: SeatOptions | None = None
             await worker.bus.consume(topology.gpu_validation_queue(worker.slug), on_validation,
                                      prefetch=VALIDATION_PREFETCH),
         ]
-        seat = tending = None
+        ring = tending = None
         if affinity is not None:
-            seat = await take_seat(worker.bus, worker.slug, on_inference, prefetch=prefetch, options=affinity)
-        if seat is not None:
-            tending = asyncio.get_running_loop().create_task(
-                tend_ring(worker.bus, seat, worker.slug, affinity, RING_CHECK_SECONDS))
+            ring = Ring(worker.bus, worker.slug, on_inference, prefetch=prefetch, options=affinity)
+            await ring.join()
+            tending = asyncio.get_running_loop().create_task(ring.tend(RING_CHECK_SECONDS))
         yield
-        if tending is not None:
+        if ring is not None:
             tending.cancel()
             await asyncio.gather(tending, return_exceptions=True)
-        if seat is not None:
-            await seat.leave(worker.bus)
+            await ring.leave()
         for subscription in reversed(subscriptions):
             await subscription.close()
         await worker.stop()

@@ -123,6 +123,8 @@ class ReplyStream(abc.ABC):
 
 
 class Subscription(abc.ABC):
+    lost = False  # a consumer's own queue's subscription ends with its connection: a reconnect does not restore it
+
     @abc.abstractmethod
     async def close(self) -> None: ...
 
@@ -150,8 +152,10 @@ class Bus(abc.ABC):
     async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8,
                       exclusive: bool = False) -> Subscription:
         """Start consuming a durable queue: one of the topology's by name, or a consumer's own (a worker's
-        affinity seat) by its spec, which is declared with its bindings first (and again after a reconnect).
-        `exclusive`: be its only consumer, or raise `QueueInUse` (two workers never share a seat)."""
+        affinity seat) by its spec, which is declared with its bindings first. A topology queue's subscription
+        is restored after a reconnect; an own queue's is not (it turns `lost`: the owner decides what to take
+        again, so a restore can never be refused and hold up the whole connection). `exclusive`: be its only
+        consumer, or raise `QueueInUse` (two workers never share a seat)."""
 
     @abc.abstractmethod
     async def consumers(self, queue: str) -> int | None:

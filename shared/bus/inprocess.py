@@ -8,8 +8,8 @@ unacked, and reconnects by itself when the broker drops it.
 
 Adapter affinity, as the RabbitMQ bus does it: a publish tries `Topology.routes` in order, moving on only
 when the broker refused it (`BusRejected`). `consume` takes a worker's own queue spec and declares it durable,
-owned by no connection (the broker's TTL then moves on what a crashed worker held), again after a reconnect
-(x-expires may have deleted it). Its retries and dead letters go to its `home`. The broker does TTL, overflow
+owned by no connection (the broker's TTL then moves on what a crashed worker held); its consumer is not
+restored after a reconnect (it turns `lost`, as on RabbitMQ). Its retries and dead letters go to its `home`. The broker does TTL, overflow
 and x-expires (`shared.bus.inprocess_broker`). Unlike RabbitMQ's classic queues, a message expiring into the
 shared queue keeps its delivery count (RabbitMQ's redelivered flag does not travel with it).
 """
@@ -112,6 +112,10 @@ class InProcessBus(Bus):
         """What a lost connection means: consumers stop, every unacked message goes back, counted."""
         self._connected.clear()
         stopped = [consumer.stop() for consumer in self._consumers]
+        for consumer in [c for c in self._consumers if c.queue in self._own]:
+            consumer.lost = True  # an own queue's consumer is not restored (its owner takes what it wants again)
+            self._consumers.remove(consumer)
+            self._own.pop(consumer.queue, None)
         for queue, envelope in self._unacked.values():
             envelope.delivery_count += 1
             self.broker.requeue(queue, envelope)
@@ -123,8 +127,8 @@ class InProcessBus(Bus):
         self.broker.attach(self)
         for name in self._private:
             self._declare_private(name)
-        for spec in self._own.values():
-            self.broker.declare(spec)  # x-expires may have deleted it while the connection was down
+        for spec in self._own.values():  # queues declared without a consumer yet
+            self.broker.declare(spec)
         for consumer in self._consumers:
             try:
                 consumer.start()

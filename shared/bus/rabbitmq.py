@@ -65,6 +65,7 @@ class RabbitBus(Bus):
         self.drain_timeout, self.publish_timeout = drain_timeout, publish_timeout
         self.reconnect_interval, self.connection_name = reconnect_interval, connection_name
         self.publisher = Publisher(topology, publish_timeout)
+        self._topology_queues = {q.name for q in (*topology.queues, *topology.dead_letter_queues)}
         self._connection: AbstractRobustConnection | None = None
         self._subscriptions: list[RabbitSubscription] = []
         self._replies = ReplyRouter()
@@ -103,6 +104,9 @@ class RabbitBus(Bus):
 
     def _on_connection_closed(self, _sender: Any, exc: BaseException | None = None) -> None:
         self.publisher.restored.clear()
+        for subscription in self._subscriptions:
+            if not subscription.restored:
+                subscription.lost = True
         if not self._closing:
             log.warning(
                 "bus.connection_lost",
@@ -191,18 +195,19 @@ class RabbitBus(Bus):
     async def consume(self, queue: str | Queue, handler: Handler, *, prefetch: int = 8,
                       exclusive: bool = False) -> Subscription:
         spec = queue if isinstance(queue, Queue) else self._spec(queue)
+        restored = spec.name in self._topology_queues
         limit = policy.delivery_limit(spec, self.classic_delivery_limit)
         channel = await self._new_channel()
         await channel.set_qos(prefetch_count=max(1, prefetch))
         try:
-            declared = await declare_queue(channel, spec)
+            declared = await declare_queue(channel, spec, robust=restored)
         except ChannelPreconditionFailed as exc:
             await channel.close()
             raise QueueMismatch(f"queue {spec.name!r} exists with other arguments: {policy.describe(exc)}") from exc
-        subscription = RabbitSubscription(self, channel, declared)
+        subscription = RabbitSubscription(self, channel, declared, restored=restored)
         callback = functools.partial(on_job, self, spec, limit, handler, subscription)
         try:
-            subscription.consumer_tag = await declared.consume(callback, exclusive=exclusive)
+            subscription.consumer_tag = await declared.consume(callback, exclusive=exclusive, robust=restored)
         except (ChannelAccessRefused, ChannelLockedResource) as exc:
             await channel.close()  # the broker closed it; its robust self reopened it
             raise QueueInUse(f"queue {spec.name!r} has a consumer already") from exc

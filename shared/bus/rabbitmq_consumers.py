@@ -33,13 +33,17 @@ SETTLE_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, BusError,
 class RabbitSubscription(Subscription):
     """One consumer on its own channel; `stop` cancels it, `drain` waits for its handlers."""
 
-    def __init__(self, bus: RabbitBus, channel: AbstractRobustChannel, queue: AbstractQueue) -> None:
+    def __init__(self, bus: RabbitBus, channel: AbstractRobustChannel, queue: AbstractQueue, *,
+                 restored: bool = True) -> None:
         self.bus, self.channel, self.queue = bus, channel, queue
+        self.restored = restored  # consumed again after a reconnect (else `lost` when the connection goes)
         self.inflight = InFlight()
         self.consumer_tag: str | None = None
         self._closed = False
 
     async def stop(self) -> None:
+        if self.lost:
+            self.consumer_tag = None  # it died with its connection
         if self.consumer_tag is not None:
             tag, self.consumer_tag = self.consumer_tag, None
             try:

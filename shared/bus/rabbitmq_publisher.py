@@ -40,9 +40,9 @@ async def declare_exchange(channel: AbstractRobustChannel, exchange: Exchange) -
         raise
 
 
-async def declare_queue(channel: AbstractRobustChannel, spec: Queue) -> AbstractQueue:
-    """A durable queue with its arguments and bindings (robust: restored after a reconnect)."""
-    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
+async def declare_queue(channel: AbstractRobustChannel, spec: Queue, *, robust: bool = True) -> AbstractQueue:
+    """A durable queue with its arguments and bindings (`robust`: declared again after a reconnect)."""
+    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments(), robust=robust)
     for exchange_name, key in spec.bindings:
         await queue.bind(exchange_name, key)
     return queue

@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from services.gpu_worker.affinity import SeatOptions, route_of, take_seat, unbind_orphans
+from services.gpu_worker.affinity import Ring, SeatOptions, route_of, take_seat, unbind_orphans
 from shared.bus.base import QueueInUse
 from shared.contracts import topology as t
+from tests.fixtures.polling import eventually
 from tests.integration.bus.conftest import SLUGS, Inbox
 from tests.integration.bus.messages import SOURCE, inference_job
 from tests.integration.bus.test_affinity import adapter_job
@@ -118,3 +119,34 @@ async def test_a_seat_made_with_other_settings_is_renewed_without_losing_what_wa
     assert (await shared.next()).event.data["response_id"] == "resp_waiting"  # moved on, not deleted with it
     await publisher.publish(adapter_job("resp_new", "lora-1"), source=SOURCE)
     assert (await new_inbox.next()).event.data["response_id"] == "resp_new"
+
+
+async def test_after_a_reconnect_a_worker_takes_a_seat_again_and_its_bus_keeps_working(harness, seats):
+    publisher = await harness.bus()
+    first_inbox, newcomer_inbox, shared = Inbox(), Inbox(), Inbox()
+    first_bus = await harness.bus()
+    ring = Ring(first_bus, SLUG, first_inbox, prefetch=4, options=OPTIONS)
+    await ring.join()
+    await first_bus.consume(t.inference_queue(SLUG), shared)
+    await harness.drop_connections()
+    await take_seat(await harness.bus(), SLUG, newcomer_inbox, prefetch=4, options=OPTIONS)  # its old seat, maybe
+    await eventually(lambda: ring.seat.subscription.lost)
+    await eventually_async(first_bus.ready)
+
+    await ring.check()  # takes a seat again: never the newcomer's; the shared queue was restored meanwhile
+    assert not ring.seat.subscription.lost
+    assert await publisher.consumers(ring.seat.queue.name) == 1
+    await publisher.publish(inference_job("resp_base", SLUG), source=SOURCE)
+    assert (await shared.next()).event.data["response_id"] == "resp_base"
+    for n in range(20):
+        await publisher.publish(adapter_job(f"resp_{n}", f"lora-{n}"), source=SOURCE)
+    await eventually(lambda: len(first_inbox.deliveries) + len(newcomer_inbox.deliveries) == 20)
+    assert first_inbox.deliveries and newcomer_inbox.deliveries  # both seats bound, each with its worker
+
+
+async def eventually_async(check) -> None:
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not ready in time")

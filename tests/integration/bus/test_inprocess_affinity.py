@@ -173,18 +173,6 @@ async def test_a_queue_without_consumer_is_deleted_and_its_adapters_go_to_a_live
     assert (delivery.event.data["response_id"], delivery.queue, delivery.death) == ("resp_1", staying.hot, None)
 
 
-async def test_a_worker_declares_its_queue_again_after_a_reconnect_if_it_expired_meanwhile(cluster):
-    publisher = await cluster.bus()
-    worker = await cluster.worker("flaky", shared=False, wait_ms=100, expires_ms=150, reconnect_delay=0.5)
-    cluster.broker.close_all_connections()
-    await eventually(lambda: not cluster.broker.has_queue(worker.hot))
-
-    await eventually(lambda: cluster.broker.has_queue(worker.hot))  # the reconnect: declared, then consumed again
-    await publisher.publish(job("resp_1", "lora-1"), source=SOURCE)
-    delivery = await worker.inbox.next()
-    assert (delivery.queue, delivery.death) == (worker.hot, None)
-
-
 async def test_every_job_is_handled_once_across_spills_and_a_crash(cluster):
     publisher = await cluster.bus()
     doomed_handler = Holding()
