@@ -19,7 +19,7 @@ from services.gpu_worker.jobs.validation_jobs import handle_gpu_validation
 from services.gpu_worker.metrics import JOBS_RECEIVED
 from services.gpu_worker.pins import pin_routes
 from services.gpu_worker.worker import Worker, WorkerOptions
-from shared.bus.base import Delivery
+from shared.bus.base import BusError, Delivery
 from shared.catalogue.catalogue import ModelEntry
 from shared.catalogue.engines import with_overrides
 from shared.contracts import topology
@@ -89,7 +89,10 @@ def lifecycle(worker: Worker, prefetch: int, affinity: SeatOptions | None = None
         ring = tending = None
         if affinity is not None:
             ring = Ring(worker.bus, worker.slug, on_inference, prefetch=prefetch, options=affinity)
-            await ring.join()
+            try:
+                await ring.join()
+            except BusError as exc:  # the shared queue serves meanwhile; the ring's next check takes a seat
+                log.warning("affinity_seat_not_taken", error=str(exc))
             tending = asyncio.get_running_loop().create_task(ring.tend(RING_CHECK_SECONDS))
         yield
         if ring is not None:
