@@ -9,8 +9,8 @@ unacked, and reconnects by itself when the broker drops it.
 Adapter affinity, as the RabbitMQ bus does it: a publish tries `Topology.routes` in order, moving on only
 when the broker refused it (`BusRejected`). `consume` takes a worker's own queue spec and declares it durable,
 owned by no connection (the broker's TTL then moves on what a crashed worker held); its consumer is not
-restored after a reconnect (it turns `lost`, as on RabbitMQ). Its retries and dead letters go to its `home`. The broker does TTL, overflow
-and x-expires (`shared.bus.inprocess_broker`). Unlike RabbitMQ's classic queues, a message expiring into the
+restored after a reconnect (it turns `lost`, as on RabbitMQ). Its retries and dead letters go to its `home`. The broker does TTL and overflow
+(`shared.bus.inprocess_broker`). Unlike RabbitMQ's classic queues, a message expiring into the
 shared queue keeps its delivery count (RabbitMQ's redelivered flag does not travel with it).
 """
 
@@ -281,7 +281,7 @@ class InProcessBus(Bus):
         if consumer in self._consumers:
             self._consumers.remove(consumer)
         if consumer.queue in self._own and all(c.queue != consumer.queue for c in self._consumers):
-            del self._own[consumer.queue]  # not declared again on a reconnect: left to x-expires
+            del self._own[consumer.queue]  # not declared again on a reconnect
         if consumer.private:
             self._private.pop(consumer.queue, None)
             self.broker.delete_queue(consumer.queue)

@@ -11,7 +11,6 @@ It models what the bus relies on, as RabbitMQ 3.10 does it:
 - `x-message-ttl` with `x-dead-letter-exchange`/`-routing-key`: a ready message that waited that long is
   dead-lettered through normal routing with an `x-death` entry (reason "expired"), on a timer; a requeued
   message keeps its expiry, an unacked one never expires; a dead letter nobody takes is dropped;
-- `x-expires`: a queue unused (no consumer) for that long is deleted with its bindings and messages;
 - exclusive queues that vanish with their connection, and a broker-side `close_all_connections`
   (what `rabbitmqctl close_all_connections` does) so reconnect paths can be exercised.
 Dead-lettering of rejected messages and delivery counting live in the bus, as they do with RabbitMQ.
@@ -73,14 +72,13 @@ class InProcessBroker:
         queue = self._queues.get(name)
         if queue is None:
             queue = self._queues[name] = BrokerQueue(
-                name, spec=spec, owner=owner, on_expired=self._dead_letter_expired, on_unused=self._delete_unused
+                name, spec=spec, owner=owner, on_expired=self._dead_letter_expired
             )
             return queue
         if queue.owner is not owner:
             raise BusError(f"queue {name!r} is exclusive to another connection")
         if spec is not None and queue.spec is not None and queue.spec.arguments() != spec.arguments():
             raise QueueMismatch(f"queue {name!r} exists with other arguments (PRECONDITION_FAILED)")
-        queue.touch()  # a re-declaration counts as use: x-expires starts again
         return queue
 
     def bind(self, queue: str, exchange: str, binding_key: str) -> None:
@@ -187,11 +185,6 @@ class InProcessBroker:
         if not names:
             log.warning("bus.dead_letter_dropped", queue=source, exchange=dead.exchange, routing_key=dead.routing_key)
         self._deliver(dead, names)
-
-    def _delete_unused(self, queue: BrokerQueue) -> None:
-        if self._queues.get(queue.name) is queue:
-            log.info("bus.queue_expired", queue=queue.name)
-            self.delete_queue(queue.name)
 
     # -- connections ----------------------------------------------------------------
     def attach(self, connection: Connection) -> None:

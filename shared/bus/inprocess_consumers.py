@@ -1,6 +1,6 @@
 """The in-process bus's consumers: a dispatcher per consumer, a task per message, and settling.
 
-A consumer registers with its broker queue while it runs, so the queue knows when it has none (`x-expires`).
+A consumer registers with its broker queue while it runs, so the queue can tell how many it has.
 A delivery from a worker's affinity queue (a `Queue` with `home`) is retried in, and dead-lettered to the
 `.dlq` of, the shared queue it belongs to, as the RabbitMQ bus does.
 """
@@ -61,7 +61,7 @@ class Consumer(Subscription):
             dispatcher.cancel()
         source, self._source = self._source, None
         if source is not None:
-            source.leave(self)  # a single active consumer hands over at once; x-expires may start
+            source.leave(self)  # a single active consumer hands over at once
         return dispatcher
 
     async def close(self) -> None:

@@ -4,8 +4,6 @@
   it happens with nobody consuming, and again before any delivery: a consumer never gets an expired message).
   A message back from a lost connection keeps its first expiry; one held unacked by a consumer never expires.
 - `x-max-length` with `x-overflow: reject-publish`: `is_full` once that many messages are ready.
-- `x-expires`: handed to the broker to delete once it had no consumer for that long (since it was declared,
-  re-declared, or its last consumer left).
 """
 
 from __future__ import annotations
@@ -61,7 +59,6 @@ class BrokerQueue:
         spec: Queue | None = None,
         owner: object | None = None,
         on_expired: Callable[[BrokerQueue, list[Envelope]], None] | None = None,
-        on_unused: Callable[[BrokerQueue], None] | None = None,
     ) -> None:
         self.name = name
         self.spec = spec  # None for a private (exclusive) queue: no arguments
@@ -70,8 +67,7 @@ class BrokerQueue:
         self.single_active = bool(spec and spec.single_active_consumer)  # only the first in line gets messages
         self.max_ready = spec.max_ready if spec else None
         self._ttl = spec.message_ttl_ms / 1000 if spec and spec.message_ttl_ms is not None else None
-        self._unused_after = spec.expires_ms / 1000 if spec and spec.expires_ms is not None else None
-        self._on_expired, self._on_unused = on_expired, on_unused
+        self._on_expired = on_expired
         # (-priority, seq, arrival, envelope): `arrival` breaks ties between envelopes of one seq, which a
         # message moved here from another queue (a retry into the shared queue) may share with one published here
         self._heap: list[tuple[int, int, int, Envelope]] = []
@@ -81,8 +77,6 @@ class BrokerQueue:
         self._turn_waiters: list[asyncio.Future] = []
         self._consumers: list[object] = []
         self._ttl_timer: asyncio.TimerHandle | None = None
-        self._unused_timer: asyncio.TimerHandle | None = None
-        self.touch()
 
     def __len__(self) -> int:
         """Ready messages; expired ones are moved on first, so a count never includes them."""
@@ -133,18 +127,9 @@ class BrokerQueue:
         return len(self._consumers)
 
     def register(self, consumer: object) -> None:
-        """A consumer started: the queue is in use, so `x-expires` does not run."""
+        """A consumer started (`consumer_count`, what a passive declare tells)."""
         if consumer not in self._consumers:
             self._consumers.append(consumer)
-        self._cancel_unused_timer()
-
-    def touch(self) -> None:
-        """Declared (or declared again): `x-expires` counts from now while nobody consumes."""
-        if self._unused_after is None or self._consumers or self._on_unused is None:
-            return
-        self._cancel_unused_timer()
-        on_unused = self._on_unused
-        self._unused_timer = asyncio.get_running_loop().call_later(self._unused_after, on_unused, self)
 
     async def wait_turn(self, consumer: object) -> None:
         """Single active consumer: return once `consumer` is first in line (at once on other queues)."""
@@ -162,11 +147,9 @@ class BrokerQueue:
                     self._turn_waiters.remove(waiter)
 
     def leave(self, consumer: object) -> None:
-        """`consumer` stopped: when it was the active one, the next in line takes over; when it was the last one,
-        `x-expires` starts counting."""
+        """`consumer` stopped: when it was the active one, the next in line takes over."""
         if consumer in self._consumers:
             self._consumers.remove(consumer)
-            self.touch()
         if consumer not in self._line:
             return
         was_active = self._line[0] is consumer
@@ -178,7 +161,6 @@ class BrokerQueue:
 
     def close(self) -> None:
         """Deleted: no timer of this queue may fire any more."""
-        self._cancel_unused_timer()
         if self._ttl_timer is not None:
             self._ttl_timer.cancel()
             self._ttl_timer = None
@@ -214,11 +196,6 @@ class BrokerQueue:
     def _hand_over_expired(self, envelopes: list[Envelope]) -> None:
         if self._on_expired is not None:
             self._on_expired(self, envelopes)
-
-    def _cancel_unused_timer(self) -> None:
-        if self._unused_timer is not None:
-            self._unused_timer.cancel()
-            self._unused_timer = None
 
     def _wake_one(self) -> None:
         while self._waiters:

@@ -60,7 +60,6 @@ class Queue:
     expired_to: tuple[str, str] | None = None  # (exchange, routing key) the broker dead-letters into
     message_ttl_ms: int | None = None
     max_ready: int | None = None  # more ready messages than this: the publish is refused (reject-publish)
-    expires_ms: int | None = None  # deleted after this long without a consumer
 
     @property
     def dlq_name(self) -> str:
@@ -89,8 +88,6 @@ class Queue:
         if self.max_ready is not None:
             args["x-max-length"] = self.max_ready
             args["x-overflow"] = "reject-publish"
-        if self.expires_ms is not None:
-            args["x-expires"] = self.expires_ms
         return args
 
 
