@@ -7,12 +7,14 @@ queues carry priorities, so their consumers bound redeliveries themselves.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import Enum
 
 COMMANDS = "loraserve.commands"
 EVENTS = "loraserve.events"
 DEAD_LETTERS = "loraserve.dlx"
+AFFINITY_PREFIX = "loraserve.affinity."
 
 MAX_PRIORITY = 10
 # completion_window -> AMQP priority of the inference job
@@ -107,12 +109,16 @@ class Topology:
     def routes(self, exchange: str, routing_key: str, affinity_key: str | None) -> list[tuple[str, str]]:
         """Where a message goes, in the order to try: a job's affinity exchange first (the worker holding its
         adapter), then its shared queue when that is refused (the worker's queue is full, or no worker is bound)."""
-        slug = routing_key.removeprefix("inference.")
-        hashed = affinity_exchange(slug)
-        if (self.adapter_affinity and affinity_key and exchange == COMMANDS and routing_key == inference_key(slug)
-                and any(e.name == hashed for e in self.exchanges)):
+        hashed = self._affinity_exchanges.get(routing_key) if exchange == COMMANDS else None
+        if self.adapter_affinity and affinity_key and hashed is not None:
             return [(hashed, affinity_key), (exchange, routing_key)]
         return [(exchange, routing_key)]
+
+    @functools.cached_property
+    def _affinity_exchanges(self) -> dict[str, str]:
+        """Inference routing key -> its model's affinity exchange (looked up on every publish)."""
+        return {inference_key(e.name.removeprefix(AFFINITY_PREFIX)): e.name for e in self.exchanges
+                if e.type is ExchangeType.CONSISTENT_HASH and e.name.startswith(AFFINITY_PREFIX)}
 
 
 # -- routing keys ---------------------------------------------------------------
@@ -139,7 +145,7 @@ def cancels_exchange(slug: str) -> str:
 
 def affinity_exchange(slug: str) -> str:
     """Inference jobs keyed by their adapter, hashed onto the model's workers' affinity queues."""
-    return f"loraserve.affinity.{slug}"
+    return f"{AFFINITY_PREFIX}{slug}"
 
 
 def is_mandatory(exchange: str) -> bool:
